@@ -84,7 +84,10 @@ def load_generator(
     if key not in state:
         raise CheckpointError(f"{path} has no '{key}' weights")
     generator = build_generator(config["generator"])
-    missing, unexpected = generator.load_state_dict(state[key], strict=False)
+    try:
+        missing, unexpected = generator.load_state_dict(state[key], strict=False)
+    except RuntimeError as e:  # shape mismatches are raised even when strict=False
+        raise CheckpointError(f"{path}: weights do not fit the generator it names ({str(e).splitlines()[1:2]})") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not fit the {config['generator'].get('arch')} generator it names "
