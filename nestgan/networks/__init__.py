@@ -1,0 +1,47 @@
+"""Generators and discriminators, built from presets that are plain data (configs/generators/*.toml)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from nestgan.errors import ConfigError
+from nestgan.networks.conv import ConvGenerator
+from nestgan.networks.discriminators import DCGANDiscriminator, ResNetDiscriminator
+from nestgan.networks.nest import NesTGenerator
+from nestgan.networks.transgan import TransGANGenerator
+from nestgan.presets import load_preset
+
+GENERATORS: dict[str, type[nn.Module]] = {"nest": NesTGenerator, "transgan": TransGANGenerator, "conv": ConvGenerator}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
+
+
+def _construct(kind: str, registry: dict[str, type[nn.Module]], arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    if arch not in registry:
+        raise ConfigError(f"unknown {kind} arch '{arch}' (known: {', '.join(registry)})")
+    cls = registry[arch]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(f"{arch} {kind}: unknown option(s) {', '.join(unknown)} (accepted: {', '.join(sorted(accepted))})")
+    return cls(**kwargs)
+
+
+def generator_preset(name: str) -> dict[str, Any]:
+    """configs/generators/<name>.toml as a dict with an 'arch' key."""
+    return load_preset("generators", name)
+
+
+def build_generator(preset: dict[str, Any]) -> nn.Module:
+    """preset = {'arch': 'nest' | 'transgan' | 'conv', **constructor keyword arguments}."""
+    kwargs = dict(preset)
+    arch = kwargs.pop("arch", None)
+    if arch is None:
+        raise ConfigError("generator preset has no 'arch' key (one of: " + ", ".join(GENERATORS) + ")")
+    return _construct("generator", GENERATORS, arch, kwargs)
+
+
+def build_discriminator(arch: str, resolution: int, **kwargs: Any) -> nn.Module:
+    return _construct("discriminator", DISCRIMINATORS, arch, {"resolution": resolution, **kwargs})

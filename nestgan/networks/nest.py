@@ -1,0 +1,161 @@
+"""NesT turned upside down: a transformer decoder from a few coarse blocks to many fine ones.
+
+z -> Linear -> token map (B, 8, 8, C0). Each level adds a positional embedding, splits the map into blocks of
+block_size x block_size tokens and runs transformer layers whose attention stays inside each block. Between levels a
+block de-aggregation step upsamples on the image plane (so a 3x3 conv can mix neighbouring blocks) and the number of
+blocks grows x4. A per-pixel head turns the last map into RGB.
+
+The map travels channels-last, (B, H, W, C), so blockify/unblockify are views plus one copy each and the convs see
+channels_last memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nestgan.errors import ConfigError
+from nestgan.networks.transformer import TransformerLayer, init_vit_weights
+
+
+def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B, T, N, C): T = (H/s)*(W/s) blocks in row-major order, N = s*s tokens per block."""
+    b, h, w, c = x.shape
+    s = block_size
+    x = x.view(b, h // s, s, w // s, s, c).transpose(2, 3)  # (B, H/s, W/s, s, s, C)
+    return x.reshape(b, (h // s) * (w // s), s * s, c)
+
+
+def unblockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """(B, T, N, C) -> (B, H, W, C); the exact inverse of blockify for a square map."""
+    b, t, n, c = x.shape
+    s = block_size
+    g = math.isqrt(t)  # blocks per side
+    x = x.view(b, g, g, s, s, c).transpose(2, 3)  # (B, g, s, g, s, C)
+    return x.reshape(b, g * s, g * s, c)
+
+
+class NesTLevel(nn.Module):
+    """Positional embedding + `depth` transformer layers attending only within each block of the map."""
+
+    def __init__(self, map_size: int, block_size: int, dim: int, depth: int, heads: int, mlp_ratio: float,
+                 parallel: bool) -> None:
+        super().__init__()
+        self.block_size = block_size
+        num_blocks = (map_size // block_size) ** 2
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_blocks, block_size**2, dim))
+        self.layers = nn.Sequential(*[TransformerLayer(dim, heads, mlp_ratio, parallel) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = blockify(x, self.block_size) + self.pos_embed  # (B, T, N, C)
+        b, t, n, c = x.shape
+        x = self.layers(x.view(b * t, n, c))  # blocks act as batch: attention never crosses a block border
+        return unblockify(x.view(b, t, n, c), self.block_size)  # (B, H, W, C)
+
+
+class ConvDeaggregation(nn.Module):
+    """Mirror of NesT's block aggregation: 2x nearest upsampling, conv 3x3 (crosses block borders), LayerNorm."""
+
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
+        self.norm = nn.LayerNorm(dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2)  # (B, C, H, W) view with channels_last strides
+        x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))  # (B, C', 2H, 2W)
+        return self.norm(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
+
+
+class PixelShuffleDeaggregation(nn.Module):
+    """HiT's upsampling: depth-to-space x2 (C -> C/4) then a per-token Linear to the next width.
+
+    Every token becomes a 2x2 patch inside its own block's footprint, so this step alone does NOT let a block reach
+    its neighbours; blocks only share what the initial Linear from z gave them. Use "conv" for cross-block mixing.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim_in // 4, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_shuffle(x.permute(0, 3, 1, 2), 2)  # (B, C/4, 2H, 2W)
+        return self.proj(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
+
+
+DEAGGREGATIONS = {"conv": ConvDeaggregation, "pixelshuffle": PixelShuffleDeaggregation}
+
+
+class NesTGenerator(nn.Module):
+    """Transposed NesT generator: z (B, z_dim) -> image (B, 3, R, R) in [-1, 1].
+
+    R = init_size * 2**(levels - 1) * out_patch, with levels = len(widths).
+    """
+
+    def __init__(
+        self,
+        z_dim: int = 256,
+        init_size: int = 8,
+        block_size: int = 4,
+        widths: Sequence[int] = (512, 256, 128, 64),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        heads: Sequence[int] = (8, 4, 4, 2),
+        mlp_ratio: float = 4.0,
+        deaggregation: str = "conv",
+        out_patch: int = 1,
+        parallel_branches: bool = False,
+        resolution: int | None = None,
+    ) -> None:
+        super().__init__()
+        levels = len(widths)
+        if not (levels == len(depths) == len(heads)) or levels == 0:
+            raise ConfigError(f"nest generator: widths, depths and heads need the same non-zero length "
+                              f"(got {len(widths)}, {len(depths)}, {len(heads)})")
+        if init_size % block_size:
+            raise ConfigError(f"nest generator: block_size {block_size} does not divide the initial "
+                              f"{init_size}x{init_size} map; pick a divisor of init_size")
+        for w, h in zip(widths, heads):
+            if w % h:
+                raise ConfigError(f"nest generator: width {w} is not divisible by its {h} heads")
+        if deaggregation not in DEAGGREGATIONS:
+            raise ConfigError(f"nest generator: unknown deaggregation '{deaggregation}' "
+                              f"(choose from {', '.join(DEAGGREGATIONS)})")
+        if deaggregation == "pixelshuffle" and any(w % 4 for w in widths[:-1]):
+            raise ConfigError("nest generator: pixelshuffle de-aggregation needs widths divisible by 4")
+        reachable = init_size * 2 ** (levels - 1) * out_patch
+        if resolution is not None and resolution != reachable:
+            raise ConfigError(f"nest generator: resolution {resolution} is not reachable: init_size {init_size} "
+                              f"x 2^{levels - 1} levels x out_patch {out_patch} = {reachable}")
+        self.z_dim = z_dim
+        self.resolution = reachable
+        self.init_size = init_size
+        self.out_patch = out_patch
+
+        self.stem = nn.Linear(z_dim, init_size * init_size * widths[0])
+        self.levels = nn.ModuleList(
+            NesTLevel(init_size * 2**i, block_size, widths[i], depths[i], heads[i], mlp_ratio, parallel_branches)
+            for i in range(levels)
+        )
+        self.deaggregations = nn.ModuleList(
+            DEAGGREGATIONS[deaggregation](widths[i], widths[i + 1]) for i in range(levels - 1)
+        )
+        self.head_norm = nn.LayerNorm(widths[-1])
+        self.head = nn.Linear(widths[-1], 3 * out_patch**2)
+
+        self.apply(init_vit_weights)
+        for level in self.levels:
+            nn.init.trunc_normal_(level.pos_embed, std=0.02)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.stem(z).view(z.shape[0], self.init_size, self.init_size, -1)  # (B, 8, 8, C0)
+        for i, level in enumerate(self.levels):
+            x = level(x)  # (B, H, W, C_i)
+            if i < len(self.deaggregations):
+                x = self.deaggregations[i](x)  # (B, 2H, 2W, C_i+1), blocks x4
+        x = self.head(self.head_norm(x))  # (B, H, W, 3 * p * p)
+        x = F.pixel_shuffle(x.permute(0, 3, 1, 2), self.out_patch)  # (B, 3, R, R)
+        return torch.tanh(x)
