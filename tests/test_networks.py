@@ -1,0 +1,161 @@
+"""Networks: shapes, ranges, gradients, block locality, bf16, determinism and config validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nestgan.errors import ConfigError
+from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, generator_preset)
+from nestgan.networks.nest import ConvDeaggregation, NesTGenerator, NesTLevel, PixelShuffleDeaggregation, blockify, unblockify
+from nestgan.networks.summary import count_parameters, forward_flops
+from nestgan.presets import preset_names
+
+TINY_NEST = dict(arch="nest", z_dim=16, init_size=4, block_size=2, widths=[32, 16], depths=[1, 1], heads=[2, 2])
+HEAVY = {"transgan-32", "transgan-64"}  # paper configs: forward only, batch 1
+
+
+@pytest.mark.parametrize("name", preset_names("generators"))
+def test_generator_presets_shape_range_and_gradients(name):
+    g = build_generator(generator_preset(name))
+    batch = 1 if name in HEAVY else 2
+    z = torch.randn(batch, g.z_dim)
+    if name in HEAVY:
+        with torch.no_grad():
+            x = g(z)
+    else:
+        x = g(z)
+        x.square().mean().backward()
+        grads = [p.grad for p in g.parameters() if p.requires_grad]
+        assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+        assert sum(gr.abs().sum().item() for gr in grads) > 0
+    assert x.shape == (batch, 3, g.resolution, g.resolution)
+    assert x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert name.endswith(str(g.resolution)) or name.endswith(f"{g.resolution}-matched")
+
+
+@pytest.mark.parametrize("arch", sorted(DISCRIMINATORS))
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_discriminators_logits_and_gradients(arch, resolution):
+    d = build_discriminator(arch, resolution)
+    x = torch.randn(6, 3, resolution, resolution, requires_grad=True)  # 6 is not a multiple of the mbstd group
+    logits = d(x.contiguous(memory_format=torch.channels_last))
+    assert logits.shape == (6,)
+    logits.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_dcgan_spectral_norm_option():
+    d = build_discriminator("dcgan", 32, spectral_norm=True)
+    assert any("parametrizations" in n for n, _ in d.named_parameters())
+    assert d(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
+def test_blockify_unblockify_exact_inverses_and_layout():
+    x = torch.randn(2, 8, 8, 5)
+    blocks = blockify(x, 4)
+    assert blocks.shape == (2, 4, 16, 5)
+    assert torch.equal(unblockify(blocks, 4), x)
+    # block 1 is the top-right 4x4 square; its token 5 is row 1, column 1 inside it -> map pixel (1, 5)
+    assert torch.equal(blocks[:, 1, 5], x[:, 1, 5])
+    # spatial neighbours inside one 4x4 square share a block; across the border they do not
+    assert torch.equal(blocks[:, 0, 3], x[:, 0, 3]) and torch.equal(blocks[:, 1, 0], x[:, 0, 4])
+
+
+def test_attention_stays_inside_its_block():
+    level = NesTLevel(map_size=8, block_size=4, dim=16, depth=2, heads=2, mlp_ratio=4.0, parallel=False).eval()
+    x = torch.randn(1, 8, 8, 16)
+    changed = x.clone()
+    changed[0, 0:4, 0:4] += torch.randn(4, 4, 16)  # perturb block 0 (top-left) only
+    with torch.no_grad():
+        delta = (level(changed) - level(x)).abs().sum(dim=-1)[0]  # (8, 8)
+    assert delta[0:4, 0:4].min() > 0  # every token of the block reacts
+    assert delta[4:, :].max() == 0 and delta[:, 4:].max() == 0  # no other block does
+
+
+def _next_level_blocks_changed(deagg: torch.nn.Module) -> torch.Tensor:
+    """Perturb level-0 block 0 of an 8x8 map (block 4), de-aggregate, return which 16x16-map blocks changed."""
+    x = torch.randn(1, 8, 8, 16)
+    changed = x.clone()
+    changed[0, 0:4, 0:4] += 1.0
+    with torch.no_grad():
+        delta = (deagg(changed) - deagg(x)).abs().sum(dim=-1)  # (1, 16, 16)
+    return blockify(delta.unsqueeze(-1), 4).sum(dim=(2, 3))[0] > 0  # (16 blocks,)
+
+
+def test_conv_deaggregation_reaches_neighbouring_blocks():
+    changed = _next_level_blocks_changed(ConvDeaggregation(16, 8))
+    # block 0's footprint after 2x upsampling is next-level blocks 0, 1, 4, 5; the 3x3 conv spills into 2 and 8
+    assert changed[[0, 1, 4, 5]].all()
+    assert changed[2] and changed[8]
+    assert not changed[15]
+
+
+def test_pixelshuffle_deaggregation_stays_in_the_parent_footprint():
+    """Depth-to-space + Linear is per pixel: a block reaches only its own four children, no neighbour."""
+    changed = _next_level_blocks_changed(PixelShuffleDeaggregation(16, 8))
+    assert changed.nonzero().flatten().tolist() == [0, 1, 4, 5]
+
+
+@pytest.mark.parametrize("deaggregation", ["conv", "pixelshuffle"])
+def test_generator_deaggregation_options(deaggregation):
+    g = build_generator({**TINY_NEST, "deaggregation": deaggregation, "widths": [32, 16]})
+    assert g(torch.randn(2, 16)).shape == (2, 3, 8, 8)
+
+
+def test_parallel_branches_and_out_patch():
+    g = build_generator({**TINY_NEST, "parallel_branches": True, "out_patch": 2})
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, 3, 16, 16) and g.resolution == 16
+    serial = build_generator({**TINY_NEST, "out_patch": 2})
+    serial.load_state_dict(g.state_dict())
+    assert not torch.allclose(serial(torch.randn(3, 16)), x)
+
+
+def test_bf16_autocast_forward_backward_on_cpu():
+    g = build_generator(TINY_NEST)
+    d = build_discriminator("resnet", 16, channel_base=64, channel_max=32)
+    g16 = build_generator({**TINY_NEST, "out_patch": 2})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = d(g16(torch.randn(4, 16)))
+    logits.float().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g16.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert g(torch.randn(2, 16)).dtype == torch.bfloat16
+
+
+def test_fixed_seed_gives_identical_outputs():
+    def sample():
+        torch.manual_seed(123)
+        g = build_generator(TINY_NEST).eval()
+        return g(torch.randn(4, 16, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(sample(), sample())
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(resolution=32), "not reachable"),
+    (dict(widths=[33, 16]), "width 33 is not divisible by its 2 heads"),
+    (dict(block_size=3), "does not divide"),
+    (dict(depths=[1]), "same non-zero length"),
+    (dict(deaggregation="bilinear"), "unknown deaggregation"),
+])
+def test_bad_nest_configs_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_generator({**TINY_NEST, **override})
+
+
+def test_unknown_arch_and_option_are_named():
+    with pytest.raises(ConfigError, match="unknown generator arch 'stylegan'"):
+        build_generator({"arch": "stylegan"})
+    with pytest.raises(ConfigError, match="unknown option.*width_list"):
+        build_generator({**TINY_NEST, "width_list": [1]})
+    with pytest.raises(ConfigError, match="power of two"):
+        build_discriminator("resnet", 48)
+
+
+def test_flop_count_matches_hand_count_for_one_linear_stem():
+    g = NesTGenerator(z_dim=8, init_size=4, block_size=4, widths=[8], depths=[0], heads=[1])
+    # stem: 8 -> 4*4*8 linear = 2*8*128; head: per pixel 8 -> 3 linear over 16 pixels = 2*8*3*16
+    assert forward_flops(g) == 2 * 8 * 128 + 2 * 8 * 3 * 16
+    assert count_parameters(g) == (8 * 128 + 128) + 16 * 8 + 2 * 8 + (8 * 3 + 3)
