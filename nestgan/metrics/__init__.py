@@ -1,0 +1,34 @@
+"""Evaluation: StyleGAN-named FID/KID/PR/IS metrics through torch-fidelity, with cached reference statistics
+and Inception weights that work offline.
+
+    results = compute_metrics(G_ema, load_dataset("celeba", 64), ["fid10k", "kid10k"], "cpu")
+    # {"fid10k": 12.3, "kid10k_mean": 0.011, "kid10k_std": 0.001}
+"""
+
+from nestgan.metrics.fidelity import (
+    METRIC_GRAMMAR,
+    MetricSpec,
+    MetricsReport,
+    append_metric_line,
+    compute_metrics,
+    evaluate_metrics,
+    parse_metric_name,
+    quantize_images,
+)
+from nestgan.metrics.frechet import frechet_distance, gaussian_statistics
+from nestgan.metrics.inception_weights import InceptionWeights, resolve_inception_weights
+
+__all__ = [
+    "METRIC_GRAMMAR",
+    "InceptionWeights",
+    "MetricSpec",
+    "MetricsReport",
+    "append_metric_line",
+    "compute_metrics",
+    "evaluate_metrics",
+    "frechet_distance",
+    "gaussian_statistics",
+    "parse_metric_name",
+    "quantize_images",
+    "resolve_inception_weights",
+]

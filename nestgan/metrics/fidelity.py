@@ -1,0 +1,418 @@
+"""FID / KID / precision-recall / Inception Score of a generator, computed by torch-fidelity.
+
+Names follow StyleGAN: `<metric><N>[k][_full]`, e.g. fid50k_full (50,000 generated images against every real
+image), fid10k (10,000 generated against 10,000 reals), kid10k, pr10k, is10k, fid5k, fid500.
+
+- Generated images: the generator (G_ema, in eval mode) maps z ~ N(0, I) drawn from one numpy RandomState(seed)
+  stream - the first n images are the same whatever the batch size - and its [-1, 1] output is quantised to
+  uint8 exactly as StyleGAN does before Inception sees it. The generator must already live on `device`.
+- Real images: all of them for `_full`, otherwise a fixed random subset of N (or all, if there are fewer).
+  Their features/statistics are cached on disk under <cache>/fidelity/, keyed by a hash of the dataset
+  identity, the number of reals, the feature extractor, its weights' sha256, the feature layer, the internal
+  dtype and the torch-fidelity version; a second evaluation does not read a single real image.
+- Feature extraction and the metric values come from torch-fidelity (its TF-compatible Inception v3 and its
+  fid/kid/prc/isc functions); nestgan adds the naming, the sampling, the cache and offline weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nestgan.errors import ConfigError, DataError
+from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights, sha256_of
+
+log = logging.getLogger("nestgan.metrics")
+
+METRIC_GRAMMAR = (
+    "<fid|kid|pr|is><N>[k][_full], N = number of generated images (k = thousands), _full = against every real "
+    "image instead of N of them (not for is): e.g. fid50k_full, fid10k, kid10k, pr10k, is10k, fid5k, fid500"
+)
+_METRIC_NAME = re.compile(r"^(fid|kid|pr|is)([1-9][0-9]*)(k?)(_full)?$")
+INTERNAL_DTYPES = ("float32", "float64")
+CACHE_VERSION = 1  # bump when the cached content or the way reals are chosen changes
+REFERENCE_SUBSET_SEED = 0  # which N reals a non-_full metric uses; fixed so every run shares one reference
+KID_SUBSETS, KID_MAX_SUBSET_SIZE = 100, 1000  # StyleGAN's / torch-fidelity's defaults
+PR_NEIGHBORHOOD = 3  # k-th nearest neighbour radius of the manifold estimate (StyleGAN's pr50k3)
+IS_SPLITS = 10
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # as the user wrote it, e.g. "fid50k_full"
+    kind: str  # fid | kid | pr | is
+    num_gen: int  # generated images
+    full: bool  # against every real image rather than num_gen of them
+
+    def num_reals(self, available: int) -> int:
+        return available if self.full else min(self.num_gen, available)
+
+
+def parse_metric_name(name: str) -> MetricSpec:
+    match = _METRIC_NAME.match(name.strip())
+    if not match or (match.group(1) == "is" and match.group(4)):
+        raise ConfigError(f"unknown metric '{name}'; metric names are {METRIC_GRAMMAR}")
+    kind, count, thousands, full = match.groups()
+    return MetricSpec(name.strip(), kind, int(count) * (1000 if thousands else 1), bool(full))
+
+
+def quantize_images(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 [0, 255], rounding like StyleGAN (x * 127.5 + 128, truncated)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class MetricsReport:
+    """The values of one evaluation and everything needed to reproduce or compare them."""
+
+    values: dict[str, float]
+    specs: list[MetricSpec]
+    num_reals: dict[str, int]  # metric name -> real images it was compared with
+    reference: str  # dataset identity
+    extractor: str
+    weights_sha256: str
+    weights_source: str
+    internal_dtype: str
+    seed: int
+    device: str
+    wall_s: float
+    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def record(self, spec: MetricSpec, checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
+        """One json-able line for metric-<name>.jsonl."""
+        return {
+            "metric": spec.name,
+            "results": {k: v for k, v in self.values.items() if k == spec.name or k.startswith(spec.name + "_")},
+            "num_gen": spec.num_gen,
+            "num_reals": self.num_reals[spec.name],
+            "reference": self.reference,
+            "extractor": self.extractor,
+            "weights_sha256": self.weights_sha256,
+            "weights_source": self.weights_source,
+            "internal_dtype": self.internal_dtype,
+            "seed": self.seed,
+            "device": self.device,
+            "wall_s": round(self.wall_s, 3),
+            "checkpoint": str(checkpoint) if checkpoint is not None else None,
+            "timestamp": self.timestamp,
+        }
+
+
+def append_metric_line(jsonl_path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append `record` as one json line (the file and its folder are created if missing)."""
+    path = Path(jsonl_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------------------------------------- feature extractor
+
+
+def build_feature_extractor(
+    name: str, layers: list[str], weights_path: Path | None, internal_dtype: str, device: torch.device
+) -> nn.Module:
+    """A torch-fidelity feature extractor from its registry, on `device`, computing in `internal_dtype`."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+    from torch_fidelity.utils import create_feature_extractor
+
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        raise ConfigError(f"unknown feature extractor '{name}' (known: {', '.join(FEATURE_EXTRACTORS_REGISTRY)})")
+    extractor = create_feature_extractor(
+        name,
+        layers,
+        cuda=False,  # moved below, so any device (cuda:1 too) works
+        feature_extractor_weights_path=str(weights_path) if weights_path else None,
+        feature_extractor_internal_dtype=internal_dtype,
+        verbose=False,
+    )
+    if hasattr(extractor, "feature_extractor_internal_dtype"):
+        # torch-fidelity 0.4.0 maps "float64" to float32 (helpers.text_to_dtype); apply the dtype asked for.
+        dtype = getattr(torch, internal_dtype)
+        extractor.feature_extractor_internal_dtype = dtype
+        extractor.to(dtype)
+    # channels_last: ~1.5x faster Inception on CPU (oneDNN), same features to 1e-6.
+    return extractor.to(device, memory_format=torch.channels_last).eval()
+
+
+def _default_layer(extractor: str, kind: str) -> str:
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    if extractor not in FEATURE_EXTRACTORS_REGISTRY:
+        raise ConfigError(f"unknown feature extractor '{extractor}' (known: {', '.join(FEATURE_EXTRACTORS_REGISTRY)})")
+    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric({"pr": "prc", "is": "isc"}.get(kind, kind))
+
+
+@torch.no_grad()
+def _extract(extractor: nn.Module, layers: list[str], batches) -> dict[str, torch.Tensor]:
+    """Run uint8 batches through the extractor; features per layer, float32 on the CPU."""
+    out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for batch in batches:
+        for layer, feats in zip(layers, extractor(batch)):
+            out[layer].append(feats.float().cpu())
+    return {layer: torch.cat(chunks) for layer, chunks in out.items()}
+
+
+def _generated_batches(generator: nn.Module, num: int, batch_size: int, device: torch.device, seed: int):
+    rng = np.random.RandomState(seed)
+    for start in range(0, num, batch_size):
+        z = torch.from_numpy(rng.randn(min(batch_size, num - start), generator.z_dim)).float().to(device)
+        yield quantize_images(generator(z))
+
+
+def _real_batches(images, indices: np.ndarray, batch_size: int, device: torch.device):
+    for start in range(0, len(indices), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(images[indices[start : start + batch_size]])).to(device)
+
+
+def reference_indices(available: int, num: int) -> np.ndarray:
+    """Which reals a metric compares with: all of them, or a fixed random subset of `num` (sorted, for locality)."""
+    if num >= available:
+        return np.arange(available)
+    return np.sort(np.random.RandomState(REFERENCE_SUBSET_SEED).permutation(available)[:num])
+
+
+# ---------------------------------------------------------------------------------------------- reference cache
+
+
+def reference_cache_name(
+    identity: str, num_reals: int, available: int, extractor: str, weights_id: str, layer: str, internal_dtype: str
+) -> str:
+    """File stem for a reference; the hash covers everything that changes the cached numbers."""
+    import torch_fidelity
+
+    key = {
+        "identity": identity,
+        "num_reals": num_reals,
+        "subset": "all" if num_reals >= available else f"permutation-seed{REFERENCE_SUBSET_SEED}-of-{available}",
+        "extractor": extractor,
+        "weights": weights_id,
+        "layer": layer,
+        "internal_dtype": internal_dtype,
+        "torch_fidelity": torch_fidelity.__version__,
+        "version": CACHE_VERSION,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", identity)[:80]
+    return f"{readable}-{num_reals}-{layer}-{digest}"
+
+
+def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged cache entry is recomputed, never trusted
+        log.warning("ignoring unreadable reference cache %s", path)
+        return None
+
+
+def _save_cached(path: Path, content: dict[str, torch.Tensor]) -> None:
+    from nestgan.checkpoint import save_checkpoint  # the project's atomic writer
+
+    save_checkpoint(path, content)
+
+
+def _fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return fid_features_to_statistics(features.double())
+
+
+class _Reference:
+    """Features and/or FID statistics of one set of reals, extracted at most once and cached on disk.
+
+    The raw features are cached only when a metric needs them (KID, precision/recall): for fid50k_full the
+    statistics are enough, and all-reals features can be gigabytes.
+    """
+
+    def __init__(self, dataset, num_reals: int, stem: str, cache_dir: Path, extract, keep_features: bool):
+        self.dataset, self.num_reals, self.extract, self.keep_features = dataset, num_reals, extract, keep_features
+        self.stats_path = cache_dir / f"{stem}-stats.pt"
+        self.features_path = cache_dir / f"{stem}-features.pt"
+        self._features: torch.Tensor | None = None
+
+    def _extract_now(self) -> torch.Tensor:
+        log.info("reference: extracting features of %d real images (%s)", self.num_reals, self.dataset.identity)
+        return self.extract(reference_indices(len(self.dataset), self.num_reals))
+
+    def features(self) -> torch.Tensor:
+        if self._features is None:
+            cached = _load_cached(self.features_path) if self.keep_features else None
+            if cached is not None:
+                self._features = cached["features"]
+            else:
+                self._features = self._extract_now()
+                if self.keep_features:
+                    _save_cached(self.features_path, {"features": self._features})
+        return self._features
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        cached = _load_cached(self.stats_path)
+        if cached is not None:
+            return {"mu": cached["mu"].numpy(), "sigma": cached["sigma"].numpy()}
+        stats = _fid_statistics(self.features())
+        _save_cached(self.stats_path, {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])})
+        return stats
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_metrics(
+    generator: nn.Module,
+    dataset,
+    names: list[str],
+    device: str | torch.device,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    internal_dtype: str = "float32",
+    seed: int = 0,
+    feature_extractor: str = INCEPTION,
+) -> MetricsReport:
+    """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .identity).
+
+    `weights`: the feature extractor's weights file; for Inception None means the offline resolution order of
+    nestgan.metrics.inception_weights. `cache_dir`: $NESTGAN_CACHE or ~/.cache/nestgan by default.
+    """
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+    from nestgan.data import default_cache_dir
+
+    start = time.perf_counter()
+    specs = list({spec.name: spec for spec in map(parse_metric_name, names)}.values())
+    if not specs:
+        raise ConfigError(f"no metric given; metric names are {METRIC_GRAMMAR}")
+    if internal_dtype not in INTERNAL_DTYPES:
+        raise ConfigError(f"internal dtype must be one of {', '.join(INTERNAL_DTYPES)}, got '{internal_dtype}'")
+    if batch_size < 1:
+        raise ConfigError(f"metrics batch size must be >= 1, got {batch_size}")
+    identity = getattr(dataset, "identity", None)
+    if not identity or not hasattr(dataset, "images"):
+        raise ConfigError("metrics need a prepared dataset (with .images and .identity); use nestgan.data.load_dataset")
+    available = len(dataset)
+    for spec in specs:
+        needed = {"fid": 2, "kid": 2, "pr": PR_NEIGHBORHOOD + 1}.get(spec.kind, IS_SPLITS)
+        if spec.num_gen < needed or (spec.kind != "is" and spec.num_reals(available) < needed):
+            raise DataError(
+                f"{spec.name} needs at least {needed} generated and real images "
+                f"({spec.num_gen} generated, {available} real in {identity})"
+            )
+    device = torch.device(device)
+    cache_root = Path(cache_dir or default_cache_dir()).expanduser()
+
+    if feature_extractor == INCEPTION:
+        resolved = resolve_inception_weights(weights, cache_root, need_classifier=any(s.kind == "is" for s in specs))
+        weights_path, weights_id, weights_source = resolved.path, resolved.sha256, resolved.source
+    elif weights:
+        weights_path, weights_source = Path(weights), "explicit"
+        if not weights_path.is_file():
+            raise ConfigError(f"feature extractor weights not found: {weights_path}")
+        weights_id = sha256_of(weights_path)
+    else:
+        weights_path, weights_id, weights_source = None, "builtin", "builtin"
+
+    layer_of = {spec.name: _default_layer(feature_extractor, spec.kind) for spec in specs}
+    layers = sorted(set(layer_of.values()))
+    extractor = build_feature_extractor(feature_extractor, layers, weights_path, internal_dtype, device)
+
+    def extract_reals(layer: str):
+        def run(indices: np.ndarray) -> torch.Tensor:
+            return _extract(extractor, layers, _real_batches(dataset.images, indices, batch_size, device))[layer]
+
+        return run
+
+    def reference_key(spec: MetricSpec) -> tuple[int, str]:
+        return spec.num_reals(available), layer_of[spec.name]
+
+    references: dict[tuple[int, str], _Reference] = {}
+    for n, layer in {reference_key(spec) for spec in specs if spec.kind != "is"}:
+        stem = reference_cache_name(identity, n, available, feature_extractor, weights_id, layer, internal_dtype)
+        keep = any(s.kind in ("kid", "pr") and reference_key(s) == (n, layer) for s in specs)
+        references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
+
+    num_gen = max(spec.num_gen for spec in specs)
+    log.info("generating %d images for %s", num_gen, ", ".join(s.name for s in specs))
+    was_training = generator.training
+    generator.eval()
+    try:
+        fakes = _extract(extractor, layers, _generated_batches(generator, num_gen, batch_size, device, seed))
+    finally:
+        generator.train(was_training)
+
+    values: dict[str, float] = {}
+    num_reals: dict[str, int] = {}
+    for spec in specs:
+        feats = fakes[layer_of[spec.name]][: spec.num_gen]
+        reference = None if spec.kind == "is" else references[reference_key(spec)]
+        num_reals[spec.name] = 0 if reference is None else reference.num_reals
+        if spec.kind == "fid":
+            fid = fid_statistics_to_metric(_fid_statistics(feats), reference.statistics(), verbose=False)
+            values[spec.name] = float(fid[KEY_METRIC_FID])
+        elif spec.kind == "kid":
+            reals = reference.features()
+            subset = min(KID_MAX_SUBSET_SIZE, len(feats), len(reals))
+            kid = kid_features_to_metric(
+                feats, reals, kid_subsets=KID_SUBSETS, kid_subset_size=subset, rng_seed=seed, verbose=False
+            )
+            values[f"{spec.name}_mean"] = float(kid[KEY_METRIC_KID_MEAN])
+            values[f"{spec.name}_std"] = float(kid[KEY_METRIC_KID_STD])
+        elif spec.kind == "pr":
+            pr = prc_features_to_metric(
+                feats, reference.features(), prc_neighborhood=PR_NEIGHBORHOOD, save_cpu_ram=True, verbose=False
+            )
+            values[f"{spec.name}_precision"] = float(pr[KEY_METRIC_PRECISION])
+            values[f"{spec.name}_recall"] = float(pr[KEY_METRIC_RECALL])
+        else:
+            isc = isc_features_to_metric(feats, splits=IS_SPLITS, shuffle=True, rng_seed=seed)
+            values[f"{spec.name}_mean"] = float(isc[KEY_METRIC_ISC_MEAN])
+            values[f"{spec.name}_std"] = float(isc[KEY_METRIC_ISC_STD])
+
+    return MetricsReport(
+        values=values,
+        specs=specs,
+        num_reals=num_reals,
+        reference=identity,
+        extractor=feature_extractor,
+        weights_sha256=weights_id,
+        weights_source=weights_source,
+        internal_dtype=internal_dtype,
+        seed=seed,
+        device=str(device),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def compute_metrics(
+    generator: nn.Module,
+    dataset,
+    names: list[str],
+    device: str | torch.device,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    internal_dtype: str = "float32",
+    seed: int = 0,
+    feature_extractor: str = INCEPTION,
+) -> dict[str, float]:
+    """Metric values by key: "fid10k", "kid10k_mean"/"kid10k_std", "pr10k_precision"/"pr10k_recall",
+    "is10k_mean"/"is10k_std". See evaluate_metrics for the arguments and the full report."""
+    return evaluate_metrics(
+        generator, dataset, names, device, batch_size, cache_dir, weights, internal_dtype, seed, feature_extractor
+    ).values
