@@ -1,0 +1,275 @@
+"""Training configuration.
+
+Sources, lowest priority first: the defaults below < the dataset preset configs/<data>.toml < a --config file
+< command-line flags. Every source is checked for unknown keys and wrong types, and the merged result for
+impossible combinations, before any work starts; every problem is one ConfigError naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from nestgan.errors import ConfigError
+from nestgan.presets import CONFIGS_DIR, read_toml
+
+DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
+GENERATORS = ("nest", "transgan", "conv")
+DISCRIMINATORS = ("resnet", "dcgan")
+LOSSES = ("nonsaturating", "hinge")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+AUGMENT_OPS = ("color", "translation", "cutout")
+
+
+@dataclass
+class DataConfig:
+    name: str = "shapes"
+    data_dir: str | None = None  # None: the dataset's default location (or none needed, for shapes)
+    split: str = "train"
+    xflip: bool = False  # random horizontal flips of the real images
+    download: bool = False
+    max_images: int | None = None
+    cache_dir: str | None = None  # prepared-dataset and FID-statistics cache; None: $NESTGAN_CACHE or ~/.cache/nestgan
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    resolution: int = 32
+    # Networks. `generator` is given as {"preset": "nest-32", **overrides} (or empty: preset "<g>-<resolution>");
+    # after resolution it holds the full preset dict with "arch", as stored in checkpoints.
+    g: str = "nest"
+    d: str = "resnet"
+    generator: dict = field(default_factory=dict)
+    discriminator: dict = field(default_factory=dict)  # extra keyword arguments of build_discriminator
+    # Schedule: all lengths in images (kimg = thousands of images) so they do not depend on the batch size.
+    kimg: float = 25.0  # total training length, counted from scratch (a resumed run continues the count)
+    batch: int = 32  # images per optimiser step, over all devices
+    batch_per_device: int | None = None  # micro-batch per device; None: batch / world size (no accumulation)
+    tick_kimg: float = 2.0  # one progress line and one stats.jsonl record per tick
+    snap: int = 10  # snapshot (samples, checkpoint, metrics) every `snap` ticks and at the end
+    keep_snapshots: int = 3  # network-snapshot-*.pt kept besides best.pt
+    seed: int = 0
+    # Objective
+    loss: str = "nonsaturating"
+    r1_gamma: float = 0.1
+    r1_interval: int = 16  # lazy regularisation: R1 every this many D steps, scaled by the interval
+    augment: str = "color,translation,cutout"  # DiffAugment policy; "" turns it off
+    # Optimisers and EMA
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    ema_kimg: float = 1.0  # half-life of the generator EMA in kimg
+    ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far; None: no ramp-up
+    # Evaluation
+    metrics: list[str] = field(default_factory=list)  # e.g. ["fid10k", "kid10k"], computed at every snapshot
+    metrics_batch: int = 64
+    # Execution
+    precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (emulated bf16 is far slower), else fp32
+    device: str = "auto"
+    compile: bool = False
+    threads: int = 0  # CPU threads for torch ops; 0: torch's default (batches come from a memory map, no workers)
+    outdir: str = "runs"
+    resume: str | None = None  # "latest", a checkpoint path, or None
+    dist_timeout_s: float = 1800.0  # collectives (and process-group start) give up after this long
+
+    @classmethod
+    def from_sources(
+        cls, preset: dict[str, Any], file: dict[str, Any], flags: dict[str, Any], world_size: int = 1
+    ) -> "TrainConfig":
+        """Merge the layers (preset < file < flags), check them, and resolve the generator preset."""
+        merged: dict[str, Any] = {}
+        for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
+            _check_keys(cls, layer, source)
+            if ("g" in layer or "resolution" in layer) and "generator" not in layer:
+                merged.pop("generator", None)  # a lower layer's [generator] table was for another g/resolution
+            if "d" in layer and "discriminator" not in layer:
+                merged.pop("discriminator", None)
+            for key, value in layer.items():
+                if key == "data":
+                    merged["data"] = {**merged.get("data", {}), **value}
+                else:
+                    merged[key] = value
+        data = DataConfig(**merged.pop("data", {}))
+        cfg = cls(data=data, **merged)
+        cfg.generator = resolve_generator(cfg.g, cfg.resolution, cfg.generator)
+        cfg.validate(world_size)
+        return cfg
+
+    def validate(self, world_size: int = 1) -> None:
+        """Impossible values and combinations -> ConfigError (types were checked while merging)."""
+        _one_of("data.name", self.data.name, DATASETS)
+        _one_of("g", self.g, GENERATORS)
+        _one_of("d", self.d, DISCRIMINATORS)
+        _one_of("loss", self.loss, LOSSES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("device", self.device, DEVICES)
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
+        if self.generator.get("arch") != self.g:
+            raise ConfigError(
+                f"the [generator] table builds a '{self.generator.get('arch')}' generator but g = '{self.g}'; "
+                f"make them agree (or drop the table to use preset '{self.g}-{self.resolution}')"
+            )
+        g_res = self.generator.get("resolution")
+        if g_res is not None and g_res != self.resolution:
+            raise ConfigError(
+                f"generator preset makes {g_res} px images but resolution = {self.resolution}; "
+                f"use preset '{self.g}-{self.resolution}' or --resolution {g_res}"
+            )
+        for key in ("kimg", "tick_kimg", "lr_g", "lr_d", "ema_kimg", "dist_timeout_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("batch", "snap", "keep_snapshots", "r1_interval", "metrics_batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.r1_gamma < 0:
+            raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"Adam betas must lie in [0, 1), got beta1={self.beta1}, beta2={self.beta2}")
+        if self.ema_rampup is not None and self.ema_rampup <= 0:
+            raise ConfigError(f"ema_rampup must be > 0 (or absent for no ramp-up), got {self.ema_rampup}")
+        per_device = self.micro_batch(world_size)
+        if per_device < 1 or self.batch % (per_device * world_size):
+            raise ConfigError(
+                f"batch {self.batch} is not divisible by batch_per_device {per_device} x {world_size} device(s); "
+                f"choose a batch that is a multiple of {per_device * world_size}"
+            )
+        ops = [op for op in self.augment.split(",") if op]
+        unknown = [op for op in ops if op not in AUGMENT_OPS]
+        if unknown:
+            raise ConfigError(f"unknown augment op(s) {unknown} in '{self.augment}' (known: {', '.join(AUGMENT_OPS)})")
+        from nestgan.metrics import parse_metric_name
+
+        for name in self.metrics:
+            parse_metric_name(name)
+        if self.precision == "fp16" and self.resolved_device() == "cpu":
+            raise ConfigError("precision fp16 needs CUDA (GradScaler); use --precision bf16 or fp32 on CPU")
+        if self.device == "cuda" and self.resolved_device() != "cuda":
+            raise ConfigError("device cuda requested but torch sees no CUDA device; use --device cpu")
+        if self.data.name == "folder" and not self.data.data_dir:
+            raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
+        if self.data.max_images is not None and self.data.max_images < 1:
+            raise ConfigError(f"data.max_images must be >= 1, got {self.data.max_images}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+
+    def micro_batch(self, world_size: int) -> int:
+        """Images per device per forward pass."""
+        return self.batch_per_device or self.batch // world_size
+
+    def resolved_precision(self) -> str:
+        if self.precision != "auto":
+            return self.precision
+        import torch
+
+        if self.resolved_device() == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """json-able copy (stored as config.json and inside checkpoints); data also names its resolution."""
+        out = dataclasses.asdict(self)
+        out["data"]["resolution"] = self.resolution
+        return out
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX); Linux only, else False."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[str, Any]:
+    """[generator] table -> full generator preset dict with "arch".
+
+    A table with "arch" and no "preset" is already complete; otherwise it overrides keys of the named preset
+    (default "<g>-<resolution>").
+    """
+    from nestgan.networks import generator_preset
+
+    table = dict(table)
+    if "arch" in table and "preset" not in table:
+        return table
+    name = table.pop("preset", f"{g}-{resolution}")
+    if not isinstance(name, str):
+        raise ConfigError(f"generator.preset must be a preset name like 'nest-32', got {name!r}")
+    return {**generator_preset(name), **table}
+
+
+def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:
+    """Resolve the training config from flags (nested like TrainConfig), an optional TOML file and the preset
+    configs/<data>.toml of the dataset they name (default shapes)."""
+    file = read_toml(config_file) if config_file else {}
+    name = flags.get("data", {}).get("name") or _table(file, "data", "config file").get("name") or "shapes"
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    preset_path = CONFIGS_DIR / f"{name}.toml"
+    preset = read_toml(preset_path) if preset_path.is_file() else {}
+    return TrainConfig.from_sources(preset, file, flags, world_size)
+
+
+def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = layer.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{key}' must be a table, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(cls: type, layer: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Unknown keys and wrong types in one source -> ConfigError naming the key."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key, value in layer.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown config key '{prefix}{key}' (known: {', '.join(known)})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            _check_keys(hint, _table(layer, key, source), source, prefix=f"{key}.")
+        elif not _matches(value, hint):
+            raise ConfigError(
+                f"{source}: '{prefix}{key}' must be {_type_name(hint)}, got {type(value).__name__} {value!r}"
+            )
+        elif hint in (float, float | None) and isinstance(value, int):
+            layer[key] = float(value)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got '{value}'")
