@@ -1,0 +1,517 @@
+"""The GAN training loop (StyleGAN2-ADA structure).
+
+`training_step` is one optimiser step of each network: the D step (real vs fake logits, lazy R1 on the
+reals), the G step, then the EMA update of G. `train` does everything around it: networks, data,
+run directory, ticks, snapshots, metrics and exact resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nestgan.augment import DiffAugment
+from nestgan.checkpoint import load_checkpoint, save_checkpoint
+from nestgan.config import TrainConfig
+from nestgan.errors import ConfigError
+from nestgan.loss import d_loss, g_loss, r1_penalty
+from nestgan.networks import build_discriminator, build_generator
+from nestgan.training import distributed
+from nestgan.training.distributed import World
+from nestgan.training.ema import ema_beta, update_ema
+from nestgan.training.rundir import RunDir, find_latest_checkpoint
+
+GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
+
+# Independent random streams, one per purpose and rank, all derived from cfg.seed.
+LATENT_STREAM, AUGMENT_STREAM, TORCH_STREAM = 1, 2, 3
+
+
+def stream_seed(seed: int, rank: int, stream: int) -> int:
+    return (seed * 1_000_003 + rank * 1009 + stream) % (2**63)
+
+
+@dataclass
+class TrainState:
+    """Everything a training step reads or changes; all of it goes into a checkpoint."""
+
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    scaler_G: torch.amp.GradScaler
+    scaler_D: torch.amp.GradScaler
+    augment: DiffAugment
+    latents: torch.Generator  # z of the training steps, drawn on the CPU
+    G_forward: nn.Module  # G, or torch.compile(G)
+    D_forward: nn.Module
+    precision: str  # fp32 | bf16 | fp16 (config "auto" resolved for this machine)
+    images_seen: int = 0
+    step: int = 0
+    tick: int = 0
+
+
+def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainState:
+    """Networks, optimisers and random streams; weights are initialised from cfg.seed, equal on every rank."""
+    torch.manual_seed(cfg.seed)
+    try:
+        G = build_generator(cfg.generator).to(device)
+        D = build_discriminator(cfg.d, cfg.resolution, **cfg.discriminator).to(device)
+    except TypeError as e:
+        raise ConfigError(f"cannot build the networks from the config: {e}") from None
+    if G.resolution != cfg.resolution:
+        raise ConfigError(f"the generator makes {G.resolution} px images but resolution = {cfg.resolution}")
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    torch.manual_seed(stream_seed(cfg.seed, rank, TORCH_STREAM))
+    betas = (cfg.beta1, cfg.beta2)
+    precision = cfg.resolved_precision()
+    fp16 = precision == "fp16"
+    return TrainState(
+        G=G,
+        D=D,
+        G_ema=G_ema,
+        opt_G=torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas),
+        opt_D=torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas),
+        scaler_G=torch.amp.GradScaler(device.type, enabled=fp16),
+        scaler_D=torch.amp.GradScaler(device.type, enabled=fp16),
+        augment=DiffAugment(cfg.augment, seed=stream_seed(cfg.seed, rank, AUGMENT_STREAM)),
+        latents=torch.Generator().manual_seed(stream_seed(cfg.seed, rank, LATENT_STREAM)),
+        G_forward=torch.compile(G) if cfg.compile else G,
+        D_forward=torch.compile(D) if cfg.compile else D,
+        precision=precision,
+    )
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def sample_z(s: TrainState, n: int, device: torch.device) -> torch.Tensor:
+    return torch.randn(n, s.G.z_dim, generator=s.latents).to(device)
+
+
+def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_batch: int) -> dict[str, torch.Tensor]:
+    """One D step and one G step on this rank's share of the batch, reals (B_rank, 3, R, R) in [-1, 1].
+
+    The share is processed in micro-batches of `micro_batch` whose gradients accumulate; ranks then
+    average their gradients, so the update equals one step on the whole batch. Returns detached scalars.
+    """
+    device = reals.device
+    chunks = reals.split(micro_batch)
+    accum = len(chunks)
+    do_r1 = cfg.r1_gamma > 0 and s.step % cfg.r1_interval == 0
+    stats: dict[str, torch.Tensor] = {}
+
+    def add(name: str, value: torch.Tensor) -> None:
+        stats[name] = stats.get(name, 0) + value.detach().float() / accum
+
+    # D step: push real logits up and fake logits down; every 16th step also R1 on the (augmented) reals.
+    s.G.requires_grad_(False)
+    s.D.requires_grad_(True)
+    s.opt_D.zero_grad(set_to_none=True)
+    D_forward = s.D if do_r1 else s.D_forward  # double backward (R1) does not run through torch.compile
+    for real, z in zip(chunks, sample_z(s, reals.shape[0], device).split(micro_batch)):
+        with torch.no_grad(), autocast(device, s.precision):
+            fake = s.G_forward(z)
+        real = real.detach().requires_grad_(do_r1)
+        with autocast(device, s.precision):
+            real_logits = D_forward(s.augment(real))
+            fake_logits = D_forward(s.augment(fake))
+        loss = d_loss(cfg.loss, real_logits, fake_logits)
+        add("loss_d", loss)
+        add("d_real", real_logits.float().mean())
+        add("d_fake", fake_logits.float().mean())
+        if do_r1:
+            penalty = r1_penalty(real_logits, real, s.scaler_D.get_scale() if s.scaler_D.is_enabled() else 1.0)
+            add("r1", penalty)
+            loss = loss + penalty * (cfg.r1_gamma / 2 * cfg.r1_interval)  # lazy: scaled by how rarely it runs
+        s.scaler_D.scale(loss / accum).backward()
+    distributed.average_gradients(s.D)
+    s.scaler_D.step(s.opt_D)
+    s.scaler_D.update()
+
+    # G step: make D call the (augmented) fakes real.
+    s.G.requires_grad_(True)
+    s.D.requires_grad_(False)
+    s.opt_G.zero_grad(set_to_none=True)
+    for z in sample_z(s, reals.shape[0], device).split(micro_batch):
+        with autocast(device, s.precision):
+            fake_logits = s.D_forward(s.augment(s.G_forward(z)))
+        loss = g_loss(cfg.loss, fake_logits)
+        add("loss_g", loss)
+        s.scaler_G.scale(loss / accum).backward()
+    distributed.average_gradients(s.G)
+    s.scaler_G.step(s.opt_G)
+    s.scaler_G.update()
+    s.D.requires_grad_(True)
+
+    s.images_seen += cfg.batch
+    s.step += 1
+    update_ema(s.G_ema, s.G, ema_beta(cfg.batch, cfg.ema_kimg, s.images_seen, cfg.ema_rampup))
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def rank_state(s: TrainState, loader: Any) -> dict[str, Any]:
+    """The random streams and data position of one rank."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "latents": s.latents.get_state(),
+        "augment": s.augment.state_dict(),
+        "loader": loader.state_dict(),
+    }
+
+
+def checkpoint_state(s: TrainState, cfg: TrainConfig, rank_states: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "config": cfg.to_dict(),
+        "G": s.G.state_dict(),
+        "G_ema": s.G_ema.state_dict(),
+        "D": s.D.state_dict(),
+        "opt_G": s.opt_G.state_dict(),
+        "opt_D": s.opt_D.state_dict(),
+        "scaler_G": s.scaler_G.state_dict(),
+        "scaler_D": s.scaler_D.state_dict(),
+        "progress": {
+            "images_seen": s.images_seen,
+            "kimg": s.images_seen / 1000,
+            "step": s.step,
+            "tick": s.tick,
+            "world_size": len(rank_states),
+            "batch": cfg.batch,
+        },
+        "rng": [{k: r[k] for k in ("torch", "cuda", "latents")} for r in rank_states],
+        "augment": [r["augment"] for r in rank_states],
+        "loader": [r["loader"] for r in rank_states],
+    }
+
+
+def restore(s: TrainState, ckpt: dict[str, Any], cfg: TrainConfig, world: World, loader: Any, log: Any) -> None:
+    """Load weights, optimisers and counters; random streams and data position too when the world size
+    and batch are unchanged (then the continuation is exactly the run that was never interrupted)."""
+    for key, module in (("G", s.G), ("G_ema", s.G_ema), ("D", s.D)):
+        module.load_state_dict(ckpt[key])
+    s.opt_G.load_state_dict(ckpt["opt_G"])
+    s.opt_D.load_state_dict(ckpt["opt_D"])
+    if ckpt["scaler_G"] and s.scaler_G.is_enabled():
+        s.scaler_G.load_state_dict(ckpt["scaler_G"])
+        s.scaler_D.load_state_dict(ckpt["scaler_D"])
+    progress = ckpt["progress"]
+    s.images_seen, s.step, s.tick = progress["images_seen"], progress["step"], progress["tick"]
+    if progress["world_size"] != world.world_size or progress["batch"] != cfg.batch:
+        log("resume: world size or batch changed; random streams and data order restart (not bit-exact)")
+        return
+    rng = ckpt["rng"][world.rank]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
+    s.latents.set_state(rng["latents"])
+    s.augment.load_state_dict(ckpt["augment"][world.rank])
+    loader.load_state_dict(ckpt["loader"][world.rank])
+
+
+def resolve_resume(cfg: TrainConfig) -> Path | None:
+    if cfg.resume is None:
+        return None
+    if cfg.resume == "latest":
+        return find_latest_checkpoint(cfg.outdir, {"data.name": cfg.data.name, "g": cfg.g, "resolution": cfg.resolution})
+    return Path(cfg.resume)
+
+
+def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
+    """The checkpoint must describe the same networks and data; the run must still have images to go."""
+    old = ckpt.get("config", {})
+    for key in ("resolution", "generator", "d", "discriminator"):
+        if old.get(key) != getattr(cfg, key):
+            raise ConfigError(
+                f"cannot resume from {path}: its {key} is {old.get(key)!r}, this run's is {getattr(cfg, key)!r}"
+            )
+    if old.get("data", {}).get("name") != cfg.data.name:
+        raise ConfigError(f"cannot resume from {path}: it was trained on '{old.get('data', {}).get('name')}'")
+    done = ckpt["progress"]["images_seen"]
+    if done >= cfg.kimg * 1000:
+        raise ConfigError(
+            f"{path} has already seen {done / 1000:g} kimg >= kimg {cfg.kimg:g}; raise --kimg to train further"
+        )
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+def resolve_device(cfg: TrainConfig, world: World) -> torch.device:
+    if cfg.resolved_device() == "cuda":
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train as cfg says; under torchrun, one process per device. Returns the run directory (rank 0)."""
+    world = distributed.world_from_env()
+    device = resolve_device(cfg, world)
+    distributed.init(world, device.type, cfg.dist_timeout_s)
+    try:
+        return _train(cfg, world, device)
+    finally:
+        distributed.shutdown()  # on an error this also releases peers blocked in a collective
+
+
+def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
+    from nestgan.data import load_dataset
+    from nestgan.data.loader import BatchIterator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    micro_batch = cfg.micro_batch(world.world_size)
+    rank_batch = cfg.batch // world.world_size
+
+    # Everything that can be wrong with the config or the resume checkpoint fails here, before any output.
+    resume_path = resolve_resume(cfg)
+    ckpt = load_checkpoint(resume_path) if resume_path else None
+    if ckpt is not None:
+        check_resumable(cfg, ckpt, resume_path)
+    s = build_state(cfg, device, world.rank)
+
+    # Rank 0 prepares the dataset cache; the others then open it.
+    def open_dataset():
+        return load_dataset(
+            cfg.data.name,
+            cfg.resolution,
+            data_dir=cfg.data.data_dir,
+            split=cfg.data.split,
+            cache_dir=cfg.data.cache_dir,
+            download=cfg.data.download,
+            max_images=cfg.data.max_images,
+        )
+
+    dataset = open_dataset() if world.is_main else None
+    distributed.barrier()
+    if dataset is None:
+        dataset = open_dataset()
+    loader = BatchIterator(dataset, rank_batch, cfg.seed, world.rank, world.world_size, cfg.data.xflip, device)
+
+    run = RunDir.create(cfg.outdir, f"{cfg.data.name}-{cfg.g}-{cfg.resolution}") if world.is_main else None
+    with run.tee() if run else contextlib.nullcontext():
+        log = print if world.is_main else (lambda *a, **k: None)
+        if ckpt is not None:
+            restore(s, ckpt, cfg, world, loader, log)
+            log(f"resumed from {resume_path} at {s.images_seen / 1000:g} kimg (tick {s.tick}, step {s.step})")
+            if run:
+                run.carry_history(resume_path.parent, s.images_seen / 1000)
+        distributed.broadcast_module(s.G)
+        distributed.broadcast_module(s.D)
+        distributed.broadcast_module(s.G_ema)
+        if run:
+            run.write_json("config.json", cfg.to_dict())
+        describe(cfg, s, dataset, world, device, micro_batch, run, log)
+        return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log)
+
+
+def describe(cfg, s, dataset, world, device, micro_batch, run, log) -> None:
+    def params(m: nn.Module) -> str:
+        return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
+
+    log(f"run dir    {run.path if run else '-'}")
+    log(f"data       {cfg.data.name} ({len(dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
+    log(f"networks   G {cfg.g} {params(s.G)} params, D {cfg.d} {params(s.D)} params")
+    log(
+        f"training   {cfg.kimg:g} kimg, batch {cfg.batch} = {world.world_size} device(s) x "
+        f"{cfg.batch // world.world_size // micro_batch} x {micro_batch}, {s.precision} on {device}"
+        f"{', compiled' if cfg.compile else ''}, loss {cfg.loss}, augment '{cfg.augment}'"
+    )
+
+
+class TickStats:
+    """Running means of the step statistics over one tick (kept as tensors: no device sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+
+
+def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch: int, run: RunDir | None, log):
+    total = int(cfg.kimg * 1000)
+    grid_z = torch.randn(GRID_SIZE, s.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    writer = tensorboard_writer(run)
+    if run:
+        run.save_grid(reals_for_grid(dataset), "reals.png")
+        run.save_grid(generate(s.G_ema, grid_z, micro_batch, s.precision), "fakes_init.png")
+
+    batches = iter(loader)
+    tick = TickStats()
+    run_start = tick_start = time.perf_counter()
+    tick_start_nimg = s.images_seen
+    start_nimg = s.images_seen
+    while True:
+        tick.add(training_step(s, next(batches), cfg, micro_batch))
+        done = s.images_seen >= total
+        if not done and s.images_seen < tick_start_nimg + cfg.tick_kimg * 1000:
+            continue
+
+        # End of a tick: one line on the console, one record in stats.jsonl.
+        s.tick += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - tick_start
+        means = distributed.average_scalars(tick.means(), device)
+        nimg = s.images_seen - tick_start_nimg
+        sec_per_kimg = seconds / (nimg / 1000)
+        record = {
+            "kimg": s.images_seen / 1000,
+            "tick": s.tick,
+            "sec_per_kimg": sec_per_kimg,
+            "img_per_s": nimg / seconds,
+            **means,
+            "peak_mem_gib": peak_memory_bytes(device) / 2**30,
+            "lr_g": s.opt_G.param_groups[0]["lr"],
+            "lr_d": s.opt_D.param_groups[0]["lr"],
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if run:
+            run.append_jsonl("stats.jsonl", record)
+            eta = (total - s.images_seen) / 1000 * sec_per_kimg
+            log(progress_line(record, cfg.kimg, eta))
+            if writer:
+                for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
+                    writer.add_scalar(f"train/{k}", record[k], s.images_seen)
+
+        if done or s.tick % cfg.snap == 0:
+            snapshot(cfg, s, dataset, loader, world, device, micro_batch, run, grid_z, writer, log)
+        if done:
+            break
+        tick = TickStats()
+        tick_start = time.perf_counter()  # time spent on snapshots does not count towards sec/kimg
+        tick_start_nimg = s.images_seen
+
+    trained = (s.images_seen - start_nimg) / 1000
+    log(f"done: {s.images_seen / 1000:g} kimg ({trained:g} in this run) in {format_seconds(time.perf_counter() - run_start)}")
+    if writer:
+        writer.close()
+    return run.path if run else None
+
+
+def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, run, grid_z, writer, log) -> None:
+    """Sample grid, checkpoint (rank 0 writes every rank's random state) and metrics."""
+    rank_states = distributed.gather_to_main(rank_state(s, loader))
+    if run:
+        kimg = s.images_seen / 1000
+        images = generate(s.G_ema, grid_z, micro_batch, s.precision)
+        run.save_grid(images, f"fakes{int(kimg):06d}.png")
+        if writer:
+            writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)
+        path = run.snapshot_path(kimg)
+        save_checkpoint(path, checkpoint_state(s, cfg, rank_states))
+        run.prune_snapshots(cfg.keep_snapshots)
+        if cfg.metrics:
+            evaluate(cfg, s, dataset, device, run, path, kimg, writer, log)
+    distributed.barrier()
+
+
+def evaluate(cfg, s: TrainState, dataset, device, run: RunDir, snapshot_path: Path, kimg: float, writer, log) -> None:
+    from nestgan.metrics import compute_metrics
+
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training streams stay untouched
+        results = compute_metrics(
+            s.G_ema, dataset, cfg.metrics, device, batch_size=cfg.metrics_batch, cache_dir=cfg.data.cache_dir
+        )
+    log(
+        "metrics    "
+        + "  ".join(f"{k} {v:.3f}" for k, v in results.items())
+        + f"  ({format_seconds(time.perf_counter() - start)})"
+    )
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for name in cfg.metrics:  # kid10k -> kid10k_mean and kid10k_std, both in metric-kid10k.jsonl
+        values = {k: v for k, v in results.items() if k == name or k.startswith(f"{name}_")}
+        record = {"kimg": kimg, "tick": s.tick, "snapshot": snapshot_path.name, "results": values, "timestamp": stamp}
+        run.append_jsonl(f"metric-{name}.jsonl", record)
+        if writer:
+            for k, v in values.items():
+                writer.add_scalar(f"metrics/{k}", v, s.images_seen)
+    fid = next((name for name in cfg.metrics if name.startswith("fid")), None)
+    if fid is not None and results.get(fid, math.inf) <= best_so_far(run.path / f"metric-{fid}.jsonl", fid):
+        run.set_best(snapshot_path)
+        log(f"best.pt    <- {snapshot_path.name} ({fid} {results[fid]:.3f})")
+
+
+def best_so_far(path: Path, name: str) -> float:
+    """Lowest value of metric `name` recorded in its jsonl file (the latest record included)."""
+    records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return min((r["results"][name] for r in records if name in r.get("results", {})), default=math.inf)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, batch: int, precision: str) -> torch.Tensor:
+    with autocast(z.device, precision):
+        return torch.cat([G(chunk).float() for chunk in z.split(batch)]).clamp(-1, 1)
+
+
+def reals_for_grid(dataset) -> torch.Tensor:
+    n = min(GRID_SIZE, len(dataset))
+    idx = torch.linspace(0, len(dataset) - 1, n).long()  # spread over the dataset, not its first images
+    return torch.stack([dataset[int(i)] for i in idx]).float() / 127.5 - 1
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def tensorboard_writer(run: RunDir | None):
+    """A SummaryWriter in the run dir when the tensorboard package is installed, else None."""
+    if run is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run.path))
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def progress_line(r: dict[str, Any], total_kimg: float, eta_s: float) -> str:
+    r1 = f"  r1 {r['r1']:.4f}" if "r1" in r else ""
+    return (
+        f"tick {r['tick']:<4d} kimg {r['kimg']:8.2f}/{total_kimg:g}  {r['img_per_s']:7.1f} img/s  "
+        f"{r['sec_per_kimg']:6.2f} s/kimg  loss_G {r['loss_g']:.3f}  loss_D {r['loss_d']:.3f}{r1}  "
+        f"D(real) {r['d_real']:+.2f}  D(fake) {r['d_fake']:+.2f}  mem {r['peak_mem_gib']:.2f} GiB  "
+        f"eta {format_seconds(eta_s)}"
+    )

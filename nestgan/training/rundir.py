@@ -1,0 +1,167 @@
+"""Run directories: `<outdir>/00000-<data>-<g>-<res>/`, numbered, never overwritten.
+
+Contents: config.json, log.txt (the console, tee'd), reals.png, fakes_init.png, fakes<kimg>.png,
+stats.jsonl (one record per tick), metric-<name>.jsonl, network-snapshot-<kimg>.pt (the last few) and
+best.pt (lowest FID so far).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nestgan.errors import ConfigError
+
+RUN_NAME = re.compile(r"^(\d{5})-")
+SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6})\.pt$")
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, outdir: str | os.PathLike, desc: str) -> "RunDir":
+        """Make the next free `<outdir>/<id:05d>-<desc>`; ids only grow, so no earlier run is touched."""
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        ids = [int(m.group(1)) for p in outdir.iterdir() if (m := RUN_NAME.match(p.name))]
+        run_id = max(ids, default=-1) + 1
+        while True:
+            path = outdir / f"{run_id:05d}-{desc}"
+            try:
+                path.mkdir()  # fails if another process took this id meanwhile
+                return cls(path)
+            except FileExistsError:
+                run_id += 1
+
+    def write_json(self, name: str, data: Any) -> None:
+        (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
+
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def save_grid(self, images: torch.Tensor, name: str) -> Path:
+        path = self.path / name
+        save_image_grid(images, path)
+        return path
+
+    def snapshot_path(self, kimg: float) -> Path:
+        return self.path / f"network-snapshot-{int(kimg):06d}.pt"
+
+    def prune_snapshots(self, keep: int) -> None:
+        """Delete all but the newest `keep` network-snapshot-*.pt (best.pt is a separate file)."""
+        for path in snapshots(self.path)[:-keep]:
+            path.unlink()
+
+    def set_best(self, snapshot: Path) -> None:
+        """best.pt <- a copy of `snapshot`, replaced atomically."""
+        tmp = self.path / ".best.pt.tmp"
+        shutil.copyfile(snapshot, tmp)
+        os.replace(tmp, self.path / "best.pt")
+
+    def carry_history(self, previous_run: Path, up_to_kimg: float) -> None:
+        """Copy the records of stats.jsonl and metric-*.jsonl up to the resume point from the run being
+        resumed, so that each run directory holds the whole curve, continuous in kimg."""
+        for src in [previous_run / "stats.jsonl", *sorted(previous_run.glob("metric-*.jsonl"))]:
+            if not src.is_file():
+                continue
+            lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if _record_kimg(ln) <= up_to_kimg + 1e-9]
+            if kept:
+                (self.path / src.name).write_text("\n".join(kept) + "\n")
+
+    @contextmanager
+    def tee(self) -> Iterator[None]:
+        """Everything written to stdout/stderr inside the block also goes to log.txt."""
+        with open(self.path / "log.txt", "a") as log:
+            out, err = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+            try:
+                yield
+            finally:
+                sys.stdout, sys.stderr = out, err
+
+
+class _Tee:
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding... of the console stream
+        return getattr(self.stream, name)
+
+
+def _record_kimg(line: str) -> float:
+    try:
+        return float(json.loads(line).get("kimg", math.inf))
+    except (ValueError, AttributeError):
+        return math.inf
+
+
+def snapshots(run_dir: Path) -> list[Path]:
+    """network-snapshot-*.pt of one run, oldest first."""
+    return sorted(p for p in run_dir.glob("network-snapshot-*.pt") if SNAPSHOT_NAME.match(p.name))
+
+
+def find_latest_checkpoint(outdir: str | os.PathLike, match: dict[str, Any]) -> Path:
+    """Newest snapshot of the newest run under `outdir` whose config.json agrees with `match`
+    (e.g. {"data.name": "shapes", "g": "nest", "resolution": 32}); ConfigError when there is none."""
+    outdir = Path(outdir)
+    runs = sorted(
+        (p for p in outdir.iterdir() if p.is_dir() and RUN_NAME.match(p.name)) if outdir.is_dir() else [],
+        key=lambda p: int(RUN_NAME.match(p.name).group(1)),
+        reverse=True,
+    )
+    for run in runs:
+        try:
+            config = json.loads((run / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if all(_lookup(config, key) == value for key, value in match.items()) and snapshots(run):
+            return snapshots(run)[-1]
+    wanted = ", ".join(f"{k}={v}" for k, v in match.items())
+    raise ConfigError(f"--resume latest: no run with a snapshot under {outdir} matches {wanted}; train one first")
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part, {}) if isinstance(config, dict) else {}
+    return config
+
+
+def image_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
+    """(N, 3, R, R) floats in [-1, 1] -> one uint8 (rows*R, cols*R, 3) picture."""
+    n, c, h, w = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    canvas = torch.zeros(rows * cols, c, h, w, dtype=torch.uint8)
+    canvas[:n] = pixels
+    canvas = canvas.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    return canvas.numpy()
+
+
+def save_image_grid(images: torch.Tensor, path: Path) -> None:
+    Image.fromarray(image_grid(images)).save(path)

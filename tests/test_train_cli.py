@@ -1,0 +1,151 @@
+"""train_gan.py: config resolution, user errors (exit 2, one line), run directories, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nestgan.training.rundir import RunDir
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import train_gan  # noqa: E402
+
+TINY_TOML = """
+resolution = 16
+batch = 16
+tick_kimg = 0.032
+snap = 2
+precision = "fp32"
+augment = "color,translation"
+[data]
+max_images = 256
+[generator]
+arch = "nest"
+z_dim = 16
+init_size = 4
+block_size = 4
+widths = [32, 16, 16]
+depths = [1, 1, 1]
+heads = [2, 1, 1]
+[discriminator]
+channel_base = 128
+channel_max = 16
+"""
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(train_gan.main, list(args))
+
+
+def dry_run(*args: str) -> dict:
+    result = run_cli("--dry-run", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_dry_run_prints_the_default_config():
+    cfg = dry_run()
+    assert cfg["data"]["name"] == "shapes" and cfg["resolution"] == 32
+    assert cfg["generator"]["arch"] == "nest" and "widths" in cfg["generator"]  # the resolved preset dict
+
+
+def test_flags_override_config_file_override_preset(tmp_path):
+    file = tmp_path / "mine.toml"
+    file.write_text('kimg = 5\nlr_g = 0.01\n[data]\nxflip = true\n')
+    cfg = dry_run("--config", str(file), "--kimg", "7", "--metrics", "fid2k,kid2k", "--no-xflip")
+    assert cfg["kimg"] == 7.0  # flag beats file
+    assert cfg["lr_g"] == 0.01  # file beats preset
+    assert cfg["data"]["xflip"] is False
+    assert cfg["metrics"] == ["fid2k", "kid2k"]
+    assert cfg["batch"] == 32  # from configs/shapes.toml
+    assert dry_run("--metrics", "none")["metrics"] == []
+
+
+def test_g_and_resolution_flags_pick_the_stock_preset():
+    cfg = dry_run("--g", "conv", "--resolution", "64")
+    assert cfg["generator"]["arch"] == "conv" and cfg["resolution"] == 64
+    assert cfg["discriminator"] == {"channel_base": 512, "channel_max": 64}  # --d not given: preset's D kept
+    cfg = dry_run("--resolution", "64")
+    assert cfg["generator"]["widths"] != [96, 48, 24]  # the slim shapes table was for 32 px: nest-64 instead
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "needle"),
+    [
+        ("bogus_key = 1\n", [], "bogus_key"),
+        ("[data]\nnmae = 'x'\n", [], "data.nmae"),
+        ("kimg = 'many'\n", [], "'kimg' must be float"),
+        ("", ["--batch", "30", "--batch-per-device", "8"], "not divisible"),
+        ("", ["--precision", "fp16", "--device", "cpu"], "fp16 needs CUDA"),
+        ("[generator]\npreset = 'nest-64'\n", [], "resolution = 32"),
+        ("", ["--metrics", "fidelity"], "unknown metric"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line(tmp_path, toml, args, needle):
+    file = tmp_path / "bad.toml"
+    file.write_text(toml)
+    result = run_cli("--config", str(file), "--outdir", str(tmp_path / "runs"), *args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and needle in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "runs").exists()  # nothing written before the config is known to be good
+
+
+def test_missing_data_folder_is_one_line_exit_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train_gan.py"), "--data", "folder", "--data-dir", str(tmp_path / "nowhere"),
+         "--outdir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--g", "conv", "--d", "dcgan"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "nowhere" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not any((tmp_path / "runs").glob("0*"))  # no run directory for a run that never started
+
+
+def test_resume_with_nothing_to_resume_is_a_config_error(tmp_path):
+    result = run_cli("--resume", "latest", "--outdir", str(tmp_path / "runs"), "--metrics", "none")
+    assert result.exit_code == 2 and "--resume latest" in result.output
+
+
+def test_run_dirs_are_numbered_and_never_reused(tmp_path):
+    (tmp_path / "00007-old").mkdir()
+    (tmp_path / "notes").mkdir()
+    first = RunDir.create(tmp_path, "shapes-nest-32")
+    second = RunDir.create(tmp_path, "shapes-nest-32")
+    assert first.path.name == "00008-shapes-nest-32" and second.path.name == "00009-shapes-nest-32"
+    assert (tmp_path / "00007-old").is_dir()
+
+
+def test_train_then_resume_latest_continues_in_a_new_run_dir(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    common = ["--config", str(config), "--outdir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+              "--metrics", "none", "--threads", "1"]
+    first = run_cli(*common, "--kimg", "0.064")
+    assert first.exit_code == 0, first.output
+    run0 = tmp_path / "runs" / "00000-shapes-nest-16"
+    for name in ("config.json", "log.txt", "reals.png", "fakes_init.png", "stats.jsonl", "network-snapshot-000000.pt"):
+        assert (run0 / name).is_file(), name
+    assert "tick 2" in (run0 / "log.txt").read_text()  # the console, tee'd
+    stats0 = [json.loads(ln) for ln in (run0 / "stats.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in stats0] == [0.032, 0.064]
+    assert {"sec_per_kimg", "img_per_s", "loss_g", "loss_d", "peak_mem_gib", "lr_g", "timestamp"} <= set(stats0[0])
+
+    second = run_cli(*common, "--kimg", "0.128", "--resume", "latest")
+    assert second.exit_code == 0, second.output
+    run1 = tmp_path / "runs" / "00001-shapes-nest-16"
+    assert "resumed from" in (run1 / "log.txt").read_text()
+    stats1 = [json.loads(ln) for ln in (run1 / "stats.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in stats1] == [0.032, 0.064, 0.096, 0.128]  # history carried over, continuous
+    assert [r["tick"] for r in stats1] == [1, 2, 3, 4]
+    assert stats0 == [json.loads(ln) for ln in (run0 / "stats.jsonl").read_text().splitlines()]  # run 0 untouched
+
+    done = run_cli(*common, "--kimg", "0.128", "--resume", "latest")
+    assert done.exit_code == 2 and "raise --kimg" in done.output
