@@ -67,6 +67,10 @@ class TrainConfig:
     beta2: float = 0.99
     ema_kimg: float = 1.0  # half-life of the generator EMA in kimg
     ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far; None: no ramp-up
+    # Non-finite losses or weights: roll back to the last good checkpoint with the learning rates scaled by
+    # nan_lr_factor (once more per try); stop with an error after nan_rollbacks tries without a new snapshot.
+    nan_rollbacks: int = 3
+    nan_lr_factor: float = 0.5
     # Evaluation
     metrics: list[str] = field(default_factory=list)  # e.g. ["fid10k", "kid10k"], computed at every snapshot
     metrics_batch: int = 64
@@ -129,6 +133,10 @@ class TrainConfig:
         for key in ("batch", "snap", "keep_snapshots", "r1_interval", "metrics_batch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.nan_rollbacks < 0 or not 0 < self.nan_lr_factor <= 1:
+            raise ConfigError(
+                f"nan_rollbacks must be >= 0 and nan_lr_factor in (0, 1], got {self.nan_rollbacks}, {self.nan_lr_factor}"
+            )
         if self.r1_gamma < 0:
             raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):

@@ -15,3 +15,7 @@ class DataError(NestganError):
 
 class CheckpointError(NestganError):
     """Missing, truncated, foreign or untrusted checkpoints."""
+
+
+class TrainingError(NestganError):
+    """Training cannot go on: non-finite values that rolling back did not cure."""

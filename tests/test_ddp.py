@@ -126,4 +126,4 @@ def test_torchrun_two_processes_cpu(tmp_path):
     assert len(runs) == 1  # only rank 0 writes
     log = (runs[0] / "log.txt").read_text()
     assert "2 device(s) x 2 x 4" in log and "tick 2" in log
-    assert (runs[0] / "network-snapshot-000000.pt").is_file()
+    assert (runs[0] / "network-snapshot-000000.064.pt").is_file()

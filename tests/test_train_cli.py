@@ -131,7 +131,7 @@ def test_train_then_resume_latest_continues_in_a_new_run_dir(tmp_path):
     first = run_cli(*common, "--kimg", "0.064")
     assert first.exit_code == 0, first.output
     run0 = tmp_path / "runs" / "00000-shapes-nest-16"
-    for name in ("config.json", "log.txt", "reals.png", "fakes_init.png", "stats.jsonl", "network-snapshot-000000.pt"):
+    for name in ("config.json", "log.txt", "reals.png", "fakes_init.png", "stats.jsonl", "network-snapshot-000000.064.pt"):
         assert (run0 / name).is_file(), name
     assert "tick 2" in (run0 / "log.txt").read_text()  # the console, tee'd
     stats0 = [json.loads(ln) for ln in (run0 / "stats.jsonl").read_text().splitlines()]

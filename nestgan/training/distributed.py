@@ -106,3 +106,21 @@ def gather_to_main(obj: Any) -> list[Any] | None:
     dist.gather_object(obj, out, dst=0)
     return out
 
+
+
+def any_true(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag OR-ed over ranks, so that every rank takes the same branch (stop, roll back) at the same step."""
+    if not active():
+        return flags
+    t = torch.tensor(flags, dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (also a barrier)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -12,6 +12,8 @@ import copy
 import json
 import math
 import resource
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,13 +26,13 @@ from torch import nn
 from nestgan.augment import DiffAugment
 from nestgan.checkpoint import load_checkpoint, save_checkpoint
 from nestgan.config import TrainConfig
-from nestgan.errors import ConfigError
+from nestgan.errors import ConfigError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
 from nestgan.training import distributed
 from nestgan.training.distributed import World
 from nestgan.training.ema import ema_beta, update_ema
-from nestgan.training.rundir import RunDir, find_latest_checkpoint
+from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp
 
 GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
 
@@ -324,7 +326,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         if run:
             run.write_json("config.json", cfg.to_dict())
         describe(cfg, s, dataset, world, device, micro_batch, run, log)
-        return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log)
+        return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log, last_good=resume_path)
 
 
 def describe(cfg, s, dataset, world, device, micro_batch, run, log) -> None:
@@ -357,59 +359,78 @@ class TickStats:
         return {k: float(v) / self.counts[k] for k, v in self.sums.items()}
 
 
-def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch: int, run: RunDir | None, log):
+def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch: int, run: RunDir | None, log,
+          last_good: Path | None):
     total = int(cfg.kimg * 1000)
     grid_z = torch.randn(GRID_SIZE, s.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     writer = tensorboard_writer(run)
     if run:
         run.save_grid(reals_for_grid(dataset), "reals.png")
         run.save_grid(generate(s.G_ema, grid_z, micro_batch, s.precision), "fakes_init.png")
+    recovery = Recovery(last_good)
 
     batches = iter(loader)
     tick = TickStats()
     run_start = tick_start = time.perf_counter()
     tick_start_nimg = s.images_seen
     start_nimg = s.images_seen
-    while True:
-        tick.add(training_step(s, next(batches), cfg, micro_batch))
-        done = s.images_seen >= total
-        if not done and s.images_seen < tick_start_nimg + cfg.tick_kimg * 1000:
-            continue
+    with StopSignals() as stop:
+        while True:
+            stats = training_step(s, next(batches), cfg, micro_batch)
+            # One host sync per step: a NaN is caught at the step that made it, and every rank agrees on it.
+            nonfinite, stopping = distributed.any_true([not all_finite(stats.values()), stop.requested], device)
+            if nonfinite:
+                recovery.roll_back(cfg, s, loader, world, log, f"non-finite loss at step {s.step}")
+                tick, tick_start, tick_start_nimg = TickStats(), time.perf_counter(), s.images_seen
+                continue
+            tick.add(stats)
+            done = s.images_seen >= total or stopping
+            if not done and s.images_seen < tick_start_nimg + cfg.tick_kimg * 1000:
+                continue
 
-        # End of a tick: one line on the console, one record in stats.jsonl.
-        s.tick += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - tick_start
-        means = distributed.average_scalars(tick.means(), device)
-        nimg = s.images_seen - tick_start_nimg
-        sec_per_kimg = seconds / (nimg / 1000)
-        record = {
-            "kimg": s.images_seen / 1000,
-            "tick": s.tick,
-            "sec_per_kimg": sec_per_kimg,
-            "img_per_s": nimg / seconds,
-            **means,
-            "peak_mem_gib": peak_memory_bytes(device) / 2**30,
-            "lr_g": s.opt_G.param_groups[0]["lr"],
-            "lr_d": s.opt_D.param_groups[0]["lr"],
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        if run:
-            run.append_jsonl("stats.jsonl", record)
-            eta = (total - s.images_seen) / 1000 * sec_per_kimg
-            log(progress_line(record, cfg.kimg, eta))
-            if writer:
-                for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
-                    writer.add_scalar(f"train/{k}", record[k], s.images_seen)
+            # End of a tick: one line on the console, one record in stats.jsonl.
+            s.tick += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - tick_start
+            means = distributed.average_scalars(tick.means(), device)
+            nimg = s.images_seen - tick_start_nimg
+            sec_per_kimg = seconds / (nimg / 1000)
+            record = {
+                "kimg": s.images_seen / 1000,
+                "tick": s.tick,
+                "sec_per_kimg": sec_per_kimg,
+                "img_per_s": nimg / seconds,
+                **means,
+                "peak_mem_gib": peak_memory_bytes(device) / 2**30,
+                "lr_g": s.opt_G.param_groups[0]["lr"],
+                "lr_d": s.opt_D.param_groups[0]["lr"],
+                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            if run:
+                run.append_jsonl("stats.jsonl", record)
+                eta = (total - s.images_seen) / 1000 * sec_per_kimg
+                log(progress_line(record, cfg.kimg, eta))
+                if writer:
+                    for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
+                        writer.add_scalar(f"train/{k}", record[k], s.images_seen)
 
-        if done or s.tick % cfg.snap == 0:
-            snapshot(cfg, s, dataset, loader, world, device, micro_batch, run, grid_z, writer, log)
-        if done:
-            break
-        tick = TickStats()
-        tick_start = time.perf_counter()  # time spent on snapshots does not count towards sec/kimg
-        tick_start_nimg = s.images_seen
+            if done or s.tick % cfg.snap == 0:
+                # A weight update can turn non-finite after the step's losses were computed: never save that.
+                if distributed.any_true([not all_finite(networks_tensors(s))], device)[0]:
+                    recovery.roll_back(cfg, s, loader, world, log, f"non-finite weights at step {s.step}")
+                    tick, tick_start, tick_start_nimg = TickStats(), time.perf_counter(), s.images_seen
+                    continue
+                path = snapshot(cfg, s, dataset, loader, world, device, micro_batch, run, grid_z, writer, log)
+                recovery.saved(path)
+            if stopping:
+                log(f"stopped by {stop.requested_by} at {s.images_seen / 1000:g} kimg after a final snapshot; "
+                    "continue with --resume latest")
+            if done:
+                break
+            tick = TickStats()
+            tick_start = time.perf_counter()  # time spent on snapshots does not count towards sec/kimg
+            tick_start_nimg = s.images_seen
 
     trained = (s.images_seen - start_nimg) / 1000
     log(f"done: {s.images_seen / 1000:g} kimg ({trained:g} in this run) in {format_seconds(time.perf_counter() - run_start)}")
@@ -418,21 +439,91 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
     return run.path if run else None
 
 
-def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, run, grid_z, writer, log) -> None:
-    """Sample grid, checkpoint (rank 0 writes every rank's random state) and metrics."""
+class StopSignals:
+    """While active, SIGINT and SIGTERM (what cluster schedulers send before preemption) only raise a flag:
+    the loop finishes its step, takes a snapshot and returns normally. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.requested_by: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_by is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested_by = signal.Signals(signum).name
+        print(f"{self.requested_by}: finishing this step, then a snapshot and exit (send again to stop now)", flush=True)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Recovery:
+    """Rolls training back to the last good checkpoint after non-finite values, each time with the learning
+    rates scaled by cfg.nan_lr_factor once more; gives up after cfg.nan_rollbacks tries without a new snapshot."""
+
+    def __init__(self, last_good: Path | None) -> None:
+        self.last_good = last_good
+        self.tries = 0
+
+    def saved(self, path: Path | None) -> None:
+        self.last_good, self.tries = path, 0
+
+    def roll_back(self, cfg: TrainConfig, s: TrainState, loader: Any, world: World, log: Any, what: str) -> None:
+        where = f"{what} ({s.images_seen / 1000:g} kimg)"
+        if self.last_good is None:
+            raise TrainingError(f"{where} and no checkpoint to roll back to; lower --lr or use --precision fp32")
+        if self.tries >= cfg.nan_rollbacks:
+            raise TrainingError(
+                f"{where} again after {self.tries} rollback(s) to {self.last_good.name}; "
+                "lower the learning rates or r1_gamma, or use --precision fp32"
+            )
+        self.tries += 1
+        restore(s, load_checkpoint(self.last_good), cfg, world, loader, log)
+        for opt in (s.opt_G, s.opt_D):
+            for group in opt.param_groups:
+                group["lr"] *= cfg.nan_lr_factor**self.tries
+        log(
+            f"{where}: rolled back to {self.last_good.name} ({s.images_seen / 1000:g} kimg), "
+            f"learning rates now {s.opt_G.param_groups[0]['lr']:.3g} (G) {s.opt_D.param_groups[0]['lr']:.3g} (D)"
+        )
+
+
+def all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def networks_tensors(s: TrainState) -> list[torch.Tensor]:
+    return [t for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values() if t.is_floating_point()]
+
+
+def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, run, grid_z, writer, log) -> Path:
+    """Sample grid, checkpoint (rank 0 writes every rank's random state) and metrics; returns the checkpoint's path
+    (known on every rank: it names the shared run directory)."""
     rank_states = distributed.gather_to_main(rank_state(s, loader))
+    path = None
     if run:
         kimg = s.images_seen / 1000
         images = generate(s.G_ema, grid_z, micro_batch, s.precision)
-        run.save_grid(images, f"fakes{int(kimg):06d}.png")
+        run.save_grid(images, f"fakes{kimg_stamp(s.images_seen)}.png")
         if writer:
             writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)
-        path = run.snapshot_path(kimg)
+        path = run.snapshot_path(s.images_seen)
         save_checkpoint(path, checkpoint_state(s, cfg, rank_states))
         run.prune_snapshots(cfg.keep_snapshots)
         if cfg.metrics:
             evaluate(cfg, s, dataset, device, run, path, kimg, writer, log)
-    distributed.barrier()
+    return distributed.broadcast_from_main(path)
 
 
 def evaluate(cfg, s: TrainState, dataset, device, run: RunDir, snapshot_path: Path, kimg: float, writer, log) -> None:

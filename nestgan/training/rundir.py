@@ -1,7 +1,8 @@
 """Run directories: `<outdir>/00000-<data>-<g>-<res>/`, numbered, never overwritten.
 
 Contents: config.json, log.txt (the console, tee'd), reals.png, fakes_init.png, fakes<kimg>.png,
-stats.jsonl (one record per tick), metric-<name>.jsonl, network-snapshot-<kimg>.pt (the last few) and
+stats.jsonl (one record per tick), metric-<name>.jsonl, network-snapshot-<kimg>.pt (the last few, named
+by kimg to the image, e.g. 000200.000) and
 best.pt (lowest FID so far).
 """
 
@@ -24,7 +25,7 @@ from PIL import Image
 from nestgan.errors import ConfigError
 
 RUN_NAME = re.compile(r"^(\d{5})-")
-SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6})\.pt$")
+SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
 
 
 class RunDir:
@@ -59,8 +60,8 @@ class RunDir:
         save_image_grid(images, path)
         return path
 
-    def snapshot_path(self, kimg: float) -> Path:
-        return self.path / f"network-snapshot-{int(kimg):06d}.pt"
+    def snapshot_path(self, images_seen: int) -> Path:
+        return self.path / f"network-snapshot-{kimg_stamp(images_seen)}.pt"
 
     def prune_snapshots(self, keep: int) -> None:
         """Delete all but the newest `keep` network-snapshot-*.pt (best.pt is a separate file)."""
@@ -111,6 +112,11 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding... of the console stream
         return getattr(self.stream, name)
+
+
+def kimg_stamp(images_seen: int) -> str:
+    """Images seen as a file-name stamp in kimg, exact and sortable: 2064 -> "000002.064"."""
+    return f"{images_seen // 1000:06d}.{images_seen % 1000:03d}"
 
 
 def _record_kimg(line: str) -> float:
