@@ -70,6 +70,8 @@ def test_nonfinite_without_a_checkpoint_stops_with_a_clear_error_and_saves_nothi
     with pytest.raises(TrainingError, match="no checkpoint to roll back to"):
         loop.train(tiny_run_config(tmp_path, kimg=0.128))
     assert not list((tmp_path / "runs").glob("*/network-snapshot-*.pt"))
+    log = (tmp_path / "runs" / "00000-shapes-nest-16" / "log.txt").read_text()
+    assert log.splitlines()[-1].startswith("error: non-finite")  # the failed run's log says why
 
 
 def test_nonfinite_again_after_the_allowed_rollbacks_stops(tmp_path, monkeypatch):

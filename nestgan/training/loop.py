@@ -482,7 +482,9 @@ class Recovery:
     def roll_back(self, cfg: TrainConfig, s: TrainState, loader: Any, world: World, log: Any, what: str) -> None:
         where = f"{what} ({s.images_seen / 1000:g} kimg)"
         if self.last_good is None:
-            raise TrainingError(f"{where} and no checkpoint to roll back to; lower --lr or use --precision fp32")
+            raise TrainingError(
+                f"{where} and no checkpoint to roll back to; lower lr_g / lr_d in the config or use --precision fp32"
+            )
         if self.tries >= cfg.nan_rollbacks:
             raise TrainingError(
                 f"{where} again after {self.tries} rollback(s) to {self.last_good.name}; "

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nestgan.errors import ConfigError
+from nestgan.errors import ConfigError, NestganError
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
@@ -87,12 +88,16 @@ class RunDir:
 
     @contextmanager
     def tee(self) -> Iterator[None]:
-        """Everything written to stdout/stderr inside the block also goes to log.txt."""
+        """Everything written to stdout/stderr inside the block also goes to log.txt, and so does an error ending it."""
         with open(self.path / "log.txt", "a") as log:
             out, err = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
             try:
                 yield
+            except BaseException as e:
+                # The console reports the error after the tee is gone; the log must say why the run ended too.
+                log.write(f"error: {e}\n" if isinstance(e, NestganError) else traceback.format_exc())
+                raise
             finally:
                 sys.stdout, sys.stderr = out, err
 
