@@ -107,7 +107,7 @@ def test_a_failing_rank_does_not_hang_the_others(tmp_path):
     assert all(p.exitcode != 0 for p in procs)
 
 
-def test_torchrun_two_processes_cpu(tmp_path):
+def write_tiny_config(tmp_path: Path) -> Path:
     config = tmp_path / "tiny.toml"
     config.write_text(
         'resolution = 16\nbatch = 16\nbatch_per_device = 4\ntick_kimg = 0.032\nprecision = "fp32"\n'
@@ -115,6 +115,11 @@ def test_torchrun_two_processes_cpu(tmp_path):
         '[generator]\narch = "nest"\nz_dim = 16\ninit_size = 4\nblock_size = 4\nwidths = [32, 16, 16]\n'
         'depths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\nchannel_max = 16\n'
     )
+    return config
+
+
+def test_torchrun_two_processes_cpu(tmp_path):
+    config = write_tiny_config(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(REPO / "train_gan.py"), "--config", str(config), "--kimg", "0.064", "--metrics", "none",
@@ -127,3 +132,36 @@ def test_torchrun_two_processes_cpu(tmp_path):
     log = (runs[0] / "log.txt").read_text()
     assert "2 device(s) x 2 x 4" in log and "tick 2" in log
     assert (runs[0] / "network-snapshot-000000.064.pt").is_file()
+
+
+FAILING_ENTRY = """
+import os, sys
+sys.path.insert(0, sys.argv.pop(1))
+from nestgan.training import loop
+if os.environ["RANK"] == "1":  # this rank dies in its third step while rank 0 waits for its gradients
+    original, calls = loop.training_step, []
+    def failing_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated failure on rank 1")
+        return original(*args, **kwargs)
+    loop.training_step = failing_step
+import train_gan
+train_gan.main()
+"""
+
+
+def test_torchrun_rank_failure_ends_all_ranks_and_shows_its_error(tmp_path):
+    config = write_tiny_config(tmp_path)
+    entry = tmp_path / "failing_train.py"
+    entry.write_text(FAILING_ENTRY)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry), str(REPO),
+         "--config", str(config), "--kimg", "1", "--metrics", "none", "--outdir", str(tmp_path / "runs"),
+         "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode != 0
+    assert "simulated failure on rank 1" in proc.stderr
+    assert time.monotonic() - start < 90
