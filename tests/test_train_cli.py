@@ -109,6 +109,13 @@ def test_missing_data_folder_is_one_line_exit_2_without_traceback(tmp_path):
     assert not any((tmp_path / "runs").glob("0*"))  # no run directory for a run that never started
 
 
+def test_unwritable_outdir_is_refused_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_cli("--outdir", str(tmp_path / "file" / "runs"), "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 2 and "cannot write run directories under" in result.output
+    assert not (tmp_path / "cache").exists()  # refused before the dataset was prepared
+
+
 def test_resume_with_nothing_to_resume_is_a_config_error(tmp_path):
     result = run_cli("--resume", "latest", "--outdir", str(tmp_path / "runs"), "--metrics", "none")
     assert result.exit_code == 2 and "--resume latest" in result.output

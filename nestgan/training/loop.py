@@ -288,6 +288,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     rank_batch = cfg.batch // world.world_size
 
     # Everything that can be wrong with the config or the resume checkpoint fails here, before any output.
+    if world.is_main:
+        RunDir.check_writable(cfg.outdir)
     resume_path = resolve_resume(cfg)
     ckpt = load_checkpoint(resume_path) if resume_path else None
     if ckpt is not None:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,18 @@ class RunDir:
                 return cls(path)
             except FileExistsError:
                 run_id += 1
+
+    @staticmethod
+    def check_writable(outdir: str | os.PathLike) -> None:
+        """ConfigError unless run directories can be made under `outdir` (checked before any work starts)."""
+        try:
+            Path(outdir).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=outdir):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write run directories under {outdir} ({e.strerror or e}); choose another --outdir"
+            ) from None
 
     def write_json(self, name: str, data: Any) -> None:
         (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
