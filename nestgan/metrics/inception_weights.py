@@ -87,8 +87,10 @@ def check_state_dict(path: Path, source: str) -> bool:
             f"Inception weights {path} (from {source}) are unreadable or not plain tensors ({type(e).__name__}); "
             f"{HOW_TO_GET_WEIGHTS}"
         ) from None
-    expected = {k: v.shape for k, v in inception_skeleton().state_dict().items()}
-    if not isinstance(state, dict) or set(state) != set(expected):
+    # BatchNorm's num_batches_tracked counters are optional: torch-fidelity's own file (converted from TF) has none.
+    optional = ".num_batches_tracked"
+    expected = {k: v.shape for k, v in inception_skeleton().state_dict().items() if not k.endswith(optional)}
+    if not isinstance(state, dict) or {k for k in state if not k.endswith(optional)} != set(expected):
         raise ConfigError(
             f"{path} (from {source}) is not a torch-fidelity {EXTRACTOR} state dict "
             f"({len(expected)} tensors expected); {HOW_TO_GET_WEIGHTS}"
