@@ -1,0 +1,101 @@
+"""evaluate.py end to end: a tiny checkpoint against real CelebA images with the real (converted, offline) Inception."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nestgan.metrics import fidelity
+from nestgan.metrics.inception_weights import CONVERTED_NAME, ENV_VAR
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import evaluate  # noqa: E402
+
+# KID and precision/recall on 10 images: real Inception features, cached reference, json lines; cheap on a CPU.
+# (FID of 2048-d statistics needs a 2048 x 2048 eigen-decomposition, about a minute on a busy 2-core machine;
+# FID through evaluate_metrics is covered in test_metrics.py with a small feature extractor.)
+METRICS = "kid10,pr10"
+RECORD_KEYS = {"metric", "results", "num_gen", "num_reals", "reference", "extractor", "weights_sha256", "wall_s",
+               "checkpoint"}
+
+
+@pytest.fixture
+def run_dir(tmp_path, shared_data, converted_inception, make_tiny_checkpoint, monkeypatch):
+    """A checkpoint trained (nominally) on the first 12 CelebA images, and a cache holding the converted Inception."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    cache = tmp_path / "cache"
+    (cache / "inception").mkdir(parents=True)
+    for name in (CONVERTED_NAME, CONVERTED_NAME + ".sha256"):
+        shutil.copy(converted_inception.path.with_name(name), cache / "inception" / name)
+    data = {"name": "celeba", "data_dir": str(shared_data / "celeba"), "split": "train", "max_images": 12}
+    make_tiny_checkpoint(tmp_path / "run" / "network-snapshot-000001.pt", data)
+    return tmp_path
+
+
+def evaluate_cli(*args: str):
+    return CliRunner().invoke(evaluate.main, [*args, "--device", "cpu"])
+
+
+def test_evaluate_prints_values_appends_json_lines_and_reuses_the_reference(run_dir, converted_inception, monkeypatch):
+    """Offline evaluation of KID and PR: one printed line and one json line per metric with what is needed to
+    reproduce it; a second run reads no real image and leaves the cached reference files untouched."""
+    ckpt, cache = run_dir / "run" / "network-snapshot-000001.pt", run_dir / "cache"
+    first = evaluate_cli("--ckpt", str(ckpt), "--metrics", METRICS, "--cache-dir", str(cache), "--batch", "16")
+    assert first.exit_code == 0, (first.output, first.exception)
+    assert "kid10_mean" in first.stdout and "pr10_precision" in first.stdout and "pr10_recall" in first.stdout
+    assert "10 generated vs 10 real celeba-16-" in first.stdout
+
+    records = {}
+    for metric in ("kid10", "pr10"):
+        lines = (run_dir / "run" / f"metric-{metric}.jsonl").read_text().splitlines()
+        assert len(lines) == 1
+        records[metric] = json.loads(lines[0])
+        assert RECORD_KEYS <= set(records[metric])
+    kid = records["kid10"]
+    assert kid["metric"] == "kid10" and set(kid["results"]) == {"kid10_mean", "kid10_std"}
+    assert (kid["num_gen"], kid["num_reals"]) == (10, 10)
+    assert kid["reference"].startswith("celeba-16-") and kid["extractor"] == "inception-v3-compat"
+    assert (kid["weights_sha256"], kid["weights_source"]) == (converted_inception.sha256, "converted")
+    assert kid["checkpoint"] == str(ckpt) and kid["wall_s"] > 0
+    assert 0 <= records["pr10"]["results"]["pr10_precision"] <= 1
+
+    cached = {p: p.stat().st_mtime_ns for p in (cache / "fidelity").iterdir()}
+    assert cached, "no reference was cached"
+
+    def no_reals(*args, **kwargs):
+        raise AssertionError("the second evaluation read real images")
+
+    monkeypatch.setattr(fidelity, "_real_batches", no_reals)
+    second = evaluate_cli("--ckpt", str(ckpt), "--metrics", METRICS, "--cache-dir", str(cache), "--batch", "16")
+    assert second.exit_code == 0, (second.output, second.exception)
+    assert {p: p.stat().st_mtime_ns for p in (cache / "fidelity").iterdir()} == cached
+    again = json.loads((run_dir / "run" / "metric-kid10.jsonl").read_text().splitlines()[1])
+    assert again["results"] == kid["results"]  # same seed, same reference: the same numbers
+
+
+@pytest.mark.parametrize(
+    "problem, args",
+    [("missing checkpoint", ["--ckpt", "{tmp}/missing.pt"]),
+     ("corrupt checkpoint", ["--ckpt", "{tmp}/corrupt.pt"]),
+     ("unknown metric", ["--ckpt", "{ckpt}", "--metrics", "kid10,lpips10"]),
+     ("not Inception weights", ["--ckpt", "{ckpt}", "--inception-weights", "{tmp}/corrupt.pt"])],
+)
+def test_evaluate_user_errors_exit_2_with_one_line(run_dir, problem, args):
+    """Bad checkpoints, metric names or weights: exit 2 and a single 'error:' line, no traceback, nothing written."""
+    ckpt = run_dir / "run" / "network-snapshot-000001.pt"
+    (run_dir / "corrupt.pt").write_bytes(ckpt.read_bytes()[:4096])
+    args = [a.format(tmp=run_dir, ckpt=ckpt) for a in args]
+    if "--metrics" not in args:
+        args += ["--metrics", "kid10"]
+    result = evaluate_cli(*args, "--cache-dir", str(run_dir / "cache"))
+    assert result.exit_code == 2, (problem, result.output, result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
+    assert "Traceback" not in result.output
+    assert not list((run_dir / "run").glob("metric-*.jsonl"))
