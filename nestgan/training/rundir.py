@@ -14,17 +14,17 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-import numpy as np
 import torch
 from PIL import Image
 
 from nestgan.errors import ConfigError, NestganError
+from nestgan.images import image_grid
+from nestgan.metrics.fidelity import quantize_images
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
@@ -51,15 +51,16 @@ class RunDir:
 
     @staticmethod
     def check_writable(outdir: str | os.PathLike) -> None:
-        """ConfigError unless run directories can be made under `outdir` (checked before any work starts)."""
-        try:
-            Path(outdir).mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=outdir):
-                pass
-        except OSError as e:
+        """ConfigError unless run directories can be made under `outdir`; creates nothing (checked before any work
+        starts, when the run may still fail on something else)."""
+        existing = Path(outdir).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problem = "not a folder" if not existing.is_dir() else "not writable"
             raise ConfigError(
-                f"cannot write run directories under {outdir} ({e.strerror or e}); choose another --outdir"
-            ) from None
+                f"cannot write run directories under {outdir} ({existing} is {problem}); choose another --outdir"
+            )
 
     def write_json(self, name: str, data: Any) -> None:
         (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
@@ -175,17 +176,6 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
     return config
 
 
-def image_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
-    """(N, 3, R, R) floats in [-1, 1] -> one uint8 (rows*R, cols*R, 3) picture."""
-    n, c, h, w = images.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    canvas = torch.zeros(rows * cols, c, h, w, dtype=torch.uint8)
-    canvas[:n] = pixels
-    canvas = canvas.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    return canvas.numpy()
-
-
 def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    Image.fromarray(image_grid(images)).save(path)
+    """(N, 3, R, R) floats in [-1, 1] -> one PNG grid, quantised as the metrics see the images."""
+    Image.fromarray(image_grid(quantize_images(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy())).save(path)
