@@ -15,18 +15,10 @@ import click
 import torch
 
 from nestgan.checkpoint import load_generator
-from nestgan.cli import user_errors_as_exit
+from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.data import DATASETS, SPLITS, load_dataset
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, append_metric_line, evaluate_metrics, parse_metric_name
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

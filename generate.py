@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 from nestgan.checkpoint import load_generator
-from nestgan.cli import user_errors_as_exit
+from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.errors import ConfigError
+from nestgan.images import image_grid
 from nestgan.metrics import quantize_images
 
 MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)
@@ -71,17 +72,6 @@ def synthesize(generator: torch.nn.Module, z: torch.Tensor, batch: int, device: 
     return torch.cat(out).permute(0, 2, 3, 1).numpy()
 
 
-def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
-    """(N, H, W, 3) -> one (rows*H, columns*W, 3) image, row-major, black where the last row is short."""
-    n, h, w, c = images.shape
-    rows = math.ceil(n / columns)
-    grid = np.zeros((rows * h, columns * w, c), dtype=images.dtype)
-    for i, image in enumerate(images):
-        r, col = divmod(i, columns)
-        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = image
-    return grid
-
-
 def check_outdir(outdir: Path, names: list[str], force: bool) -> None:
     """Refuse an unwritable folder, or one already holding any of `names` (unless force); creates the folder."""
     clash = [name for name in names if (outdir / name).exists()]
@@ -96,14 +86,6 @@ def check_outdir(outdir: Path, names: list[str], force: bool) -> None:
             pass
     except OSError as e:
         raise ConfigError(f"cannot write to --outdir {outdir}: {e.strerror or e}") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
