@@ -14,8 +14,11 @@ SHARED_DATA = Path(os.environ.get("NESTGAN_SHARED_DATA", REPO_ROOT.parent / "sha
 
 @pytest.fixture(autouse=True)
 def _deterministic_small_cpu():
+    """Seed every test; give back the thread count a test may lower for its tiny tensors."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
