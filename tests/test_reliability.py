@@ -120,3 +120,24 @@ def test_sigterm_finishes_the_step_snapshots_and_exits_0_then_resume_continues(t
     records = [json.loads(ln) for ln in (tmp_path / "runs" / "00001-shapes-nest-16" / "stats.jsonl").open()]
     kimgs = [r["kimg"] for r in records]
     assert kimgs == sorted(kimgs) and kimgs[-1] * 1000 == stopped_at + 32  # continuous, and it went on
+
+
+def test_a_stop_signal_during_metrics_skips_them_and_ends_the_run(tmp_path, monkeypatch):
+    """Metrics can take long (FID on a CPU); the checkpoint is already safe, so a stop signal cuts them short."""
+    import os
+
+    import nestgan.metrics
+
+    def slow_metrics(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, while Inception is busy
+        time.sleep(60)
+        raise AssertionError("the signal should have ended the evaluation")
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(nestgan.metrics, "compute_metrics", slow_metrics)
+    start = time.monotonic()
+    run_dir = loop.train(tiny_run_config(tmp_path, kimg=0.192, metrics=["fid10"]))  # first snapshot: 0.064 kimg
+    assert time.monotonic() - start < 50
+    log = (run_dir / "log.txt").read_text()
+    assert "metrics    skipped: SIGTERM arrived during the evaluation" in log and "stopped by SIGTERM" in log
+    assert [p.name for p in run_dir.glob("network-snapshot-*.pt")] == ["network-snapshot-000000.064.pt"]

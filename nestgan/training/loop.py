@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -411,7 +411,7 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
             }
             if run:
                 run.append_jsonl("stats.jsonl", record)
-                eta = (total - s.images_seen) / 1000 * sec_per_kimg
+                eta = max(total - s.images_seen, 0) / 1000 * sec_per_kimg
                 log(progress_line(record, cfg.kimg, eta))
                 if writer:
                     for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
@@ -423,8 +423,10 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
                     recovery.roll_back(cfg, s, loader, world, log, f"non-finite weights at step {s.step}")
                     tick, tick_start, tick_start_nimg = TickStats(), time.perf_counter(), s.images_seen
                     continue
-                path = snapshot(cfg, s, dataset, loader, world, device, micro_batch, run, grid_z, writer, log)
+                path = snapshot(cfg, s, dataset, loader, world, device, micro_batch, run, grid_z, writer, log, stop)
                 recovery.saved(path)
+                stopping = distributed.any_true([stop.requested], device)[0]  # a signal may arrive during metrics
+                done = done or stopping
             if stopping:
                 log(f"stopped by {stop.requested_by} at {s.images_seen / 1000:g} kimg after a final snapshot; "
                     "continue with --resume latest")
@@ -441,13 +443,19 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
     return run.path if run else None
 
 
+class StopRequested(Exception):
+    """A stop signal arrived inside StopSignals.interruptible()."""
+
+
 class StopSignals:
     """While active, SIGINT and SIGTERM (what cluster schedulers send before preemption) only raise a flag:
-    the loop finishes its step, takes a snapshot and returns normally. A second signal stops at once."""
+    the loop finishes its step, takes a snapshot and returns normally. A second signal stops at once, and so does
+    the first one inside `interruptible()` (metrics, which may take long and come after the checkpoint is safe)."""
 
     def __init__(self) -> None:
         self.requested_by: str | None = None
         self._previous: dict[int, Any] = {}
+        self._interruptible = False
 
     @property
     def requested(self) -> bool:
@@ -457,7 +465,17 @@ class StopSignals:
         if self.requested:
             raise KeyboardInterrupt
         self.requested_by = signal.Signals(signum).name
+        if self._interruptible:
+            raise StopRequested(self.requested_by)
         print(f"{self.requested_by}: finishing this step, then a snapshot and exit (send again to stop now)", flush=True)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
@@ -511,7 +529,7 @@ def networks_tensors(s: TrainState) -> list[torch.Tensor]:
     return [t for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values() if t.is_floating_point()]
 
 
-def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, run, grid_z, writer, log) -> Path:
+def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, run, grid_z, writer, log, stop) -> Path:
     """Sample grid, checkpoint (rank 0 writes every rank's random state) and metrics; returns the checkpoint's path
     (known on every rank: it names the shared run directory)."""
     rank_states = distributed.gather_to_main(rank_state(s, loader))
@@ -526,7 +544,11 @@ def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, ru
         save_checkpoint(path, checkpoint_state(s, cfg, rank_states))
         run.prune_snapshots(cfg.keep_snapshots)
         if cfg.metrics:
-            evaluate(cfg, s, dataset, device, run, path, kimg, writer, log)
+            try:
+                with stop.interruptible():
+                    evaluate(cfg, s, dataset, device, run, path, kimg, writer, log)
+            except StopRequested as e:
+                log(f"metrics    skipped: {e} arrived during the evaluation (the checkpoint was already saved)")
     return distributed.broadcast_from_main(path)
 
 
