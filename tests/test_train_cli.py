@@ -63,7 +63,7 @@ def test_flags_override_config_file_override_preset(tmp_path):
     assert cfg["lr_g"] == 0.01  # file beats preset
     assert cfg["data"]["xflip"] is False
     assert cfg["metrics"] == ["fid2k", "kid2k"]
-    assert cfg["batch"] == 32  # from configs/shapes.toml
+    assert cfg["batch"] == 16  # from configs/shapes.toml (the built-in default is 32)
     assert dry_run("--metrics", "none")["metrics"] == []
 
 
@@ -72,7 +72,7 @@ def test_g_and_resolution_flags_pick_the_stock_preset():
     assert cfg["generator"]["arch"] == "conv" and cfg["resolution"] == 64
     assert cfg["discriminator"] == {"channel_base": 512, "channel_max": 64}  # --d not given: preset's D kept
     cfg = dry_run("--resolution", "64")
-    assert cfg["generator"]["widths"] != [96, 48, 24]  # the slim shapes table was for 32 px: nest-64 instead
+    assert cfg["generator"]["widths"] == [384, 192, 96]  # the slim shapes table was for 32 px: nest-64 instead
 
 
 @pytest.mark.parametrize(
