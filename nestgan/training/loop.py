@@ -290,6 +290,11 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     # Everything that can be wrong with the config or the resume checkpoint fails here, before any output.
     if world.is_main:
         RunDir.check_writable(cfg.outdir)
+        if cfg.metrics:  # find (or convert) the Inception weights now, not after hours of training
+            from nestgan.metrics import parse_metric_name, resolve_inception_weights
+
+            needs_classifier = any(parse_metric_name(m).kind == "is" for m in cfg.metrics)
+            resolve_inception_weights(cache_dir=cfg.data.cache_dir, need_classifier=needs_classifier)
     resume_path = resolve_resume(cfg)
     ckpt = load_checkpoint(resume_path) if resume_path else None
     if ckpt is not None:
