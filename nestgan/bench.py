@@ -32,7 +32,7 @@ import click
 import torch
 from torch import nn
 
-from nestgan.cli import user_errors_as_exit
+from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.config import DISCRIMINATORS, TrainConfig, cpu_has_native_bf16
 from nestgan.errors import ConfigError
 from nestgan.networks import build_generator, generator_preset
@@ -66,14 +66,6 @@ OP_CATEGORIES = (
 
 
 # ------------------------------------------------------------------------------------------------ machine
-
-
-def resolve_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got '{name}'")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but torch sees no CUDA device; use --device cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def device_name(device: torch.device) -> str:

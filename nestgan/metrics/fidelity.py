@@ -399,20 +399,7 @@ def evaluate_metrics(
     )
 
 
-def compute_metrics(
-    generator: nn.Module,
-    dataset,
-    names: list[str],
-    device: str | torch.device,
-    batch_size: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    weights: str | os.PathLike | None = None,
-    internal_dtype: str = "float32",
-    seed: int = 0,
-    feature_extractor: str = INCEPTION,
-) -> dict[str, float]:
+def compute_metrics(*args: Any, **kwargs: Any) -> dict[str, float]:
     """Metric values by key: "fid10k", "kid10k_mean"/"kid10k_std", "pr10k_precision"/"pr10k_recall",
-    "is10k_mean"/"is10k_std". See evaluate_metrics for the arguments and the full report."""
-    return evaluate_metrics(
-        generator, dataset, names, device, batch_size, cache_dir, weights, internal_dtype, seed, feature_extractor
-    ).values
+    "is10k_mean"/"is10k_std". Takes evaluate_metrics' arguments; that one also returns the full report."""
+    return evaluate_metrics(*args, **kwargs).values
