@@ -269,7 +269,9 @@ def train(cfg: TrainConfig) -> Path | None:
     device = resolve_device(cfg, world)
     distributed.init(world, device.type, cfg.dist_timeout_s)
     try:
-        return _train(cfg, world, device)
+        run_dir = _train(cfg, world, device)
+        distributed.barrier()  # on success, no rank leaves the group while another still talks to it
+        return run_dir
     finally:
         distributed.shutdown()  # on an error this also releases peers blocked in a collective
 
