@@ -72,20 +72,28 @@ def test_two_ranks_agree_on_weights_after_training_steps(tmp_path):
     assert result.read_text() == "True True 48"  # same weights on both ranks; training did move them
 
 
+def fail_third_step_on_rank_1(rank: int) -> None:
+    """On rank 1, make the third training step raise; rank 0 is then waiting for its gradients."""
+    from nestgan.training import loop
+
+    if rank != 1:
+        return
+    original, calls = loop.training_step, []
+
+    def failing_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated failure on rank 1")
+        return original(*args, **kwargs)
+
+    loop.training_step = failing_step
+
+
 def _failing_worker(rank: int, port: int, outdir: str) -> None:
     from nestgan.training import loop
 
     set_rank_env(rank, 2, port)
-    if rank == 1:  # this rank dies in its third training step; rank 0 is then waiting for its gradients
-        original, calls = loop.training_step, []
-
-        def failing_step(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == 3:
-                raise RuntimeError("simulated failure on rank 1")
-            return original(*args, **kwargs)
-
-        loop.training_step = failing_step
+    fail_third_step_on_rank_1(rank)
     cfg = tiny_config(kimg=1.0, outdir=outdir, metrics=[], dist_timeout_s=60.0,
                       data={"max_images": 64, "cache_dir": str(Path(outdir) / "cache")})
     loop.train(cfg)
@@ -137,16 +145,9 @@ def test_torchrun_two_processes_cpu(tmp_path):
 
 FAILING_ENTRY = """
 import os, sys
-sys.path.insert(0, sys.argv.pop(1))
-from nestgan.training import loop
-if os.environ["RANK"] == "1":  # this rank dies in its third step while rank 0 waits for its gradients
-    original, calls = loop.training_step, []
-    def failing_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("simulated failure on rank 1")
-        return original(*args, **kwargs)
-    loop.training_step = failing_step
+sys.path[:0] = [sys.argv.pop(1), sys.argv.pop(1)]  # the repository, then tests/
+from test_ddp import fail_third_step_on_rank_1
+fail_third_step_on_rank_1(int(os.environ["RANK"]))
 import train_gan
 train_gan.main()
 """
@@ -158,7 +159,7 @@ def test_torchrun_rank_failure_ends_all_ranks_and_shows_its_error(tmp_path):
     entry.write_text(FAILING_ENTRY)
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry), str(REPO),
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry), str(REPO), str(REPO / "tests"),
          "--config", str(config), "--kimg", "1", "--metrics", "none", "--outdir", str(tmp_path / "runs"),
          "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
