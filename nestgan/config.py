@@ -159,7 +159,7 @@ class TrainConfig:
             parse_metric_name(name)
         if self.precision == "fp16" and self.resolved_device() == "cpu":
             raise ConfigError("precision fp16 needs CUDA (GradScaler); use --precision bf16 or fp32 on CPU")
-        if self.device == "cuda" and self.resolved_device() != "cuda":
+        if self.device == "cuda" and resolve_device_name("auto") != "cuda":
             raise ConfigError("device cuda requested but torch sees no CUDA device; use --device cpu")
         if self.data.name == "folder" and not self.data.data_dir:
             raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
@@ -182,17 +182,22 @@ class TrainConfig:
         return "bf16" if cpu_has_native_bf16() else "fp32"
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """json-able copy (stored as config.json and inside checkpoints); data also names its resolution."""
         out = dataclasses.asdict(self)
         out["data"]["resolution"] = self.resolution
         return out
+
+
+def resolve_device_name(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a CUDA device, else "cpu"; other names pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -230,6 +235,12 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
         raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     preset_path = CONFIGS_DIR / f"{name}.toml"
     preset = read_toml(preset_path) if preset_path.is_file() else {}
+    # A preset's [cpu] table replaces GPU-sized keys (such as a FID that would take most of an hour) on a CPU.
+    cpu_keys = _table(preset, "cpu", f"preset {preset_path}")
+    preset = {k: v for k, v in preset.items() if k != "cpu"}
+    device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
+    if cpu_keys and resolve_device_name(device) == "cpu":
+        preset.update(cpu_keys)
     return TrainConfig.from_sources(preset, file, flags, world_size)
 
 

@@ -67,6 +67,12 @@ def test_flags_override_config_file_override_preset(tmp_path):
     assert dry_run("--metrics", "none")["metrics"] == []
 
 
+def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
+    assert dry_run("--data", "celeba", "--device", "cpu")["metrics"] == ["fid1k"]  # [cpu] of configs/celeba.toml
+    assert dry_run("--data", "celeba", "--device", "cpu", "--metrics", "fid10k")["metrics"] == ["fid10k"]
+    assert "cpu" not in dry_run("--data", "celeba")
+
+
 def test_g_and_resolution_flags_pick_the_stock_preset():
     cfg = dry_run("--g", "conv", "--resolution", "64")
     assert cfg["generator"]["arch"] == "conv" and cfg["resolution"] == 64
@@ -161,3 +167,11 @@ def test_train_then_resume_latest_continues_in_a_new_run_dir(tmp_path):
     foreign = run_cli(*common, "--kimg", "0.256", "--resume", snapshot, "--d", "dcgan")
     assert foreign.exit_code == 2 and "its d is 'resnet', this run's is 'dcgan'" in foreign.output
     assert len(list((tmp_path / "runs").iterdir())) == 2  # refused before a run directory was made
+
+
+def test_device_cuda_without_cuda_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_cli("--dry-run", "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA device" in result.output
