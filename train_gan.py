@@ -27,6 +27,7 @@ def metric_list(text: str) -> list[str]:
 @click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/*.toml).")
 @click.option("--outdir", type=str, help="Parent of the numbered run directories [runs].")
 @click.option("--kimg", type=float, help="Total training length in thousands of images.")
+@click.option("--minutes", type=float, help="Also stop after this many minutes of training (snapshots excluded).")
 @click.option("--batch", type=int, help="Images per optimiser step over all devices.")
 @click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
 @click.option("--g", type=click.Choice(GENERATORS), help="Generator family; preset <g>-<resolution>.")

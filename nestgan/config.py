@@ -49,6 +49,7 @@ class TrainConfig:
     discriminator: dict = field(default_factory=dict)  # extra keyword arguments of build_discriminator
     # Schedule: all lengths in images (kimg = thousands of images) so they do not depend on the batch size.
     kimg: float = 25.0  # total training length, counted from scratch (a resumed run continues the count)
+    minutes: float | None = None  # also stop after this much training time (snapshots and metrics excluded), over resumes
     batch: int = 32  # images per optimiser step, over all devices
     batch_per_device: int | None = None  # micro-batch per device; None: batch / world size (no accumulation)
     tick_kimg: float = 2.0  # one progress line and one stats.jsonl record per tick
@@ -141,6 +142,8 @@ class TrainConfig:
             raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"Adam betas must lie in [0, 1), got beta1={self.beta1}, beta2={self.beta2}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"minutes must be > 0 (or absent for no time limit), got {self.minutes}")
         if self.ema_rampup is not None and self.ema_rampup <= 0:
             raise ConfigError(f"ema_rampup must be > 0 (or absent for no ramp-up), got {self.ema_rampup}")
         per_device = self.micro_batch(world_size)

@@ -91,6 +91,7 @@ def test_g_and_resolution_flags_pick_the_stock_preset():
         ("", ["--precision", "fp16", "--device", "cpu"], "fp16 needs CUDA"),
         ("[generator]\npreset = 'nest-64'\n", [], "resolution = 32"),
         ("", ["--metrics", "fidelity"], "unknown metric"),
+        ("", ["--minutes", "0"], "minutes must be > 0"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(tmp_path, toml, args, needle):

@@ -11,6 +11,7 @@ import torch
 from nestgan.augment import DiffAugment, cutout, translation
 from nestgan.checkpoint import load_checkpoint
 from nestgan.config import TrainConfig
+from nestgan.errors import ConfigError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.training.ema import ema_beta, update_ema
 from nestgan.training.loop import build_state, train, training_step
@@ -205,10 +206,28 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     half = run(0.064, "halves")
     assert half["progress"]["images_seen"] == 64
     resumed = run(0.128, "halves", resume="latest")
-    assert resumed["progress"] == whole["progress"]
+    timeless = lambda progress: {k: v for k, v in progress.items() if k != "train_seconds"}  # noqa: E731
+    assert timeless(resumed["progress"]) == timeless(whole["progress"])
+    assert resumed["progress"]["train_seconds"] > half["progress"]["train_seconds"]  # the clock carries over
     for key in ("G", "D", "G_ema"):
         for name, tensor in whole[key].items():
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name}"
     assert not all(torch.equal(t, half["G"][n]) for n, t in whole["G"].items())  # the second half did train
     stats = [json.loads(ln) for ln in (tmp_path / "halves" / "00001-shapes-nest-16" / "stats.jsonl").open()]
     assert [r["kimg"] for r in stats] == [0.064, 0.128]
+
+
+def test_minutes_budget_stops_early_with_a_snapshot_and_counts_over_resumes(tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_config(kimg=1000.0, minutes=0.05, outdir=str(tmp_path / "runs"), tick_kimg=0.032, snap=1000,
+                      data={"max_images": 256, "cache_dir": str(tmp_path / "cache")})
+    run_dir = train(cfg)
+    (snapshot,) = run_dir.glob("network-snapshot-*.pt")
+    progress = load_checkpoint(snapshot)["progress"]
+    assert 3.0 <= progress["train_seconds"] < 30 and progress["images_seen"] < 1_000_000
+    stats = [json.loads(ln) for ln in (run_dir / "stats.jsonl").open()]
+    assert stats[-1]["train_s"] == progress["train_seconds"]
+    assert all(a["train_s"] < b["train_s"] for a, b in zip(stats, stats[1:]))
+    assert "time budget of 0.05 min reached" in (run_dir / "log.txt").read_text()
+    with pytest.raises(ConfigError, match="raise --minutes"):  # the budget is spent: nothing left to resume
+        train(tiny_config(**{**vars(cfg), "data": vars(cfg.data), "resume": "latest"}))

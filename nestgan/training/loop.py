@@ -63,6 +63,7 @@ class TrainState:
     images_seen: int = 0
     step: int = 0
     tick: int = 0
+    train_seconds: float = 0.0  # wall-clock time in training steps, snapshots and metrics excluded
 
 
 def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainState:
@@ -196,6 +197,7 @@ def checkpoint_state(s: TrainState, cfg: TrainConfig, rank_states: list[dict[str
             "kimg": s.images_seen / 1000,
             "step": s.step,
             "tick": s.tick,
+            "train_seconds": s.train_seconds,
             "world_size": len(rank_states),
             "batch": cfg.batch,
         },
@@ -217,6 +219,7 @@ def restore(s: TrainState, ckpt: dict[str, Any], cfg: TrainConfig, world: World,
         s.scaler_D.load_state_dict(ckpt["scaler_D"])
     progress = ckpt["progress"]
     s.images_seen, s.step, s.tick = progress["images_seen"], progress["step"], progress["tick"]
+    s.train_seconds = progress.get("train_seconds", 0.0)  # absent in checkpoints older than the minutes budget
     if progress["world_size"] != world.world_size or progress["batch"] != cfg.batch:
         log("resume: world size or batch changed; random streams and data order restart (not bit-exact)")
         return
@@ -251,6 +254,12 @@ def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
     if done >= cfg.kimg * 1000:
         raise ConfigError(
             f"{path} has already seen {done / 1000:g} kimg >= kimg {cfg.kimg:g}; raise --kimg to train further"
+        )
+    trained_s = ckpt["progress"].get("train_seconds", 0.0)
+    if cfg.minutes is not None and trained_s >= cfg.minutes * 60:
+        raise ConfigError(
+            f"{path} has already trained {trained_s / 60:.1f} min >= minutes {cfg.minutes:g}; "
+            "raise --minutes to train further"
         )
 
 
@@ -371,6 +380,7 @@ class TickStats:
 def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch: int, run: RunDir | None, log,
           last_good: Path | None):
     total = int(cfg.kimg * 1000)
+    budget_s = cfg.minutes * 60 if cfg.minutes is not None else None
     grid_z = torch.randn(GRID_SIZE, s.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     writer = tensorboard_writer(run)
     if run:
@@ -386,14 +396,17 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
     with StopSignals() as stop:
         while True:
             stats = training_step(s, next(batches), cfg, micro_batch)
+            out_of_time = budget_s is not None and s.train_seconds + time.perf_counter() - tick_start >= budget_s
             # One host sync per step: a NaN is caught at the step that made it, and every rank agrees on it.
-            nonfinite, stopping = distributed.any_true([not all_finite(stats.values()), stop.requested], device)
+            nonfinite, stopping, out_of_time = distributed.any_true(
+                [not all_finite(stats.values()), stop.requested, out_of_time], device
+            )
             if nonfinite:
                 recovery.roll_back(cfg, s, loader, world, log, f"non-finite loss at step {s.step}")
                 tick, tick_start, tick_start_nimg = TickStats(), time.perf_counter(), s.images_seen
                 continue
             tick.add(stats)
-            done = s.images_seen >= total or stopping
+            done = s.images_seen >= total or stopping or out_of_time
             if not done and s.images_seen < tick_start_nimg + cfg.tick_kimg * 1000:
                 continue
 
@@ -402,12 +415,14 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - tick_start
+            s.train_seconds += seconds
             means = distributed.average_scalars(tick.means(), device)
             nimg = s.images_seen - tick_start_nimg
             sec_per_kimg = seconds / (nimg / 1000)
             record = {
                 "kimg": s.images_seen / 1000,
                 "tick": s.tick,
+                "train_s": s.train_seconds,
                 "sec_per_kimg": sec_per_kimg,
                 "img_per_s": nimg / seconds,
                 **means,
@@ -419,6 +434,8 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
             if run:
                 run.append_jsonl("stats.jsonl", record)
                 eta = max(total - s.images_seen, 0) / 1000 * sec_per_kimg
+                if budget_s is not None:
+                    eta = min(eta, max(budget_s - s.train_seconds, 0))
                 log(progress_line(record, cfg.kimg, eta))
                 if writer:
                     for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
@@ -434,6 +451,8 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
                 recovery.saved(path)
                 stopping = distributed.any_true([stop.requested], device)[0]  # a signal may arrive during metrics
                 done = done or stopping
+            if out_of_time and not stopping:
+                log(f"time budget of {cfg.minutes:g} min reached at {s.images_seen / 1000:g} kimg")
             if stopping:
                 log(f"stopped by {stop.requested_by} at {s.images_seen / 1000:g} kimg after a final snapshot; "
                     "continue with --resume latest")
@@ -575,7 +594,8 @@ def evaluate(cfg, s: TrainState, dataset, device, run: RunDir, snapshot_path: Pa
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for name in cfg.metrics:  # kid10k -> kid10k_mean and kid10k_std, both in metric-kid10k.jsonl
         values = {k: v for k, v in results.items() if k == name or k.startswith(f"{name}_")}
-        record = {"kimg": kimg, "tick": s.tick, "snapshot": snapshot_path.name, "results": values, "timestamp": stamp}
+        record = {"kimg": kimg, "tick": s.tick, "train_s": s.train_seconds, "snapshot": snapshot_path.name,
+                  "results": values, "timestamp": stamp}
         run.append_jsonl(f"metric-{name}.jsonl", record)
         if writer:
             for k, v in values.items():
