@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from nestgan.cli import resolve_device
 from nestgan.errors import ConfigError
 from nestgan.presets import CONFIGS_DIR, read_toml
 
@@ -160,10 +161,9 @@ class TrainConfig:
 
         for name in self.metrics:
             parse_metric_name(name)
-        if self.precision == "fp16" and self.resolved_device() == "cpu":
+        device = self.resolved_device()  # device cuda without a CUDA device is a ConfigError here
+        if self.precision == "fp16" and device == "cpu":
             raise ConfigError("precision fp16 needs CUDA (GradScaler); use --precision bf16 or fp32 on CPU")
-        if self.device == "cuda" and resolve_device_name("auto") != "cuda":
-            raise ConfigError("device cuda requested but torch sees no CUDA device; use --device cpu")
         if self.data.name == "folder" and not self.data.data_dir:
             raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
         if self.data.max_images is not None and self.data.max_images < 1:
@@ -185,22 +185,13 @@ class TrainConfig:
         return "bf16" if cpu_has_native_bf16() else "fp32"
 
     def resolved_device(self) -> str:
-        return resolve_device_name(self.device)
+        return resolve_device(self.device).type
 
     def to_dict(self) -> dict[str, Any]:
         """json-able copy (stored as config.json and inside checkpoints); data also names its resolution."""
         out = dataclasses.asdict(self)
         out["data"]["resolution"] = self.resolution
         return out
-
-
-def resolve_device_name(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a CUDA device, else "cpu"; other names pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -242,7 +233,7 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     cpu_keys = _table(preset, "cpu", f"preset {preset_path}")
     preset = {k: v for k, v in preset.items() if k != "cpu"}
     device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
-    if cpu_keys and resolve_device_name(device) == "cpu":
+    if cpu_keys and resolve_device(device).type == "cpu":
         preset.update(cpu_keys)
     return TrainConfig.from_sources(preset, file, flags, world_size)
 
