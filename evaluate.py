@@ -65,7 +65,7 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch_device = resolve_device(device)
-    generator, config = load_generator(ckpt, ema=not raw, device=torch_device)
+    generator, config, progress = load_generator(ckpt, ema=not raw, device=torch_device)
     trained_on = dict(config.get("data") or {})
     same_data = data is None or data == trained_on.get("name")
     dataset = load_dataset(
@@ -88,7 +88,9 @@ def main(
         seed=seed,
     )
     for spec in report.specs:
-        record = report.record(spec, checkpoint=ckpt)
+        # where in its run the checkpoint stands, as in the metric-*.jsonl that training writes
+        record = {**report.record(spec, checkpoint=ckpt), "kimg": progress.get("kimg"),
+                  "train_s": progress.get("train_seconds")}
         values = "  ".join(f"{key} {value:.4f}" for key, value in record["results"].items())
         click.echo(
             f"{values}  ({spec.num_gen} generated vs {record['num_reals']} real {dataset.identity}, "

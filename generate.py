@@ -144,7 +144,7 @@ def main(
         names = [f"seed{s:04d}.png" for s in seed_list] + (["grid.png"] if grid else [])
 
     torch_device = resolve_device(device)
-    generator, _ = load_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
+    generator, _, _ = load_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
     out = Path(outdir) if outdir else Path("out") / Path(ckpt).stem
     check_outdir(out, names, force)
 

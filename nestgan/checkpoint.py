@@ -78,10 +78,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def load_generator(
     path: str | os.PathLike, ema: bool = True, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """Rebuild the generator a training checkpoint describes and load its weights (G_ema unless ema=False).
 
-    Returns (generator in eval mode on `device`, the checkpoint's resolved training config).
+    Returns (generator in eval mode on `device`, the checkpoint's resolved training config, its training
+    progress: kimg, train_seconds, ...).
     """
     from nestgan.networks import build_generator
 
@@ -102,4 +103,4 @@ def load_generator(
             f"{path}: weights do not fit the {config['generator'].get('arch')} generator it names "
             f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})"
         )
-    return generator.to(device).eval(), config
+    return generator.to(device).eval(), config, dict(state.get("progress") or {})

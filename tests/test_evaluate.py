@@ -22,7 +22,7 @@ import evaluate  # noqa: E402
 # FID through evaluate_metrics is covered in test_metrics.py with a small feature extractor.)
 METRICS = "kid10,pr10"
 RECORD_KEYS = {"metric", "results", "num_gen", "num_reals", "reference", "extractor", "weights_sha256", "wall_s",
-               "checkpoint"}
+               "checkpoint", "kimg", "train_s"}
 
 
 @pytest.fixture
@@ -63,6 +63,7 @@ def test_evaluate_prints_values_appends_json_lines_and_reuses_the_reference(run_
     assert kid["reference"].startswith("celeba-16-") and kid["extractor"] == "inception-v3-compat"
     assert (kid["weights_sha256"], kid["weights_source"]) == (converted_inception.sha256, "converted")
     assert kid["checkpoint"] == str(ckpt) and kid["wall_s"] > 0
+    assert (kid["kimg"], kid["train_s"]) == (1.0, 12.5)  # the checkpoint's place in its run, for curves over time
     assert 0 <= records["pr10"]["results"]["pr10_precision"] <= 1
 
     cached = {p: p.stat().st_mtime_ns for p in (cache / "fidelity").iterdir()}
