@@ -156,6 +156,7 @@ def test_train_then_resume_latest_continues_in_a_new_run_dir(tmp_path):
     assert second.exit_code == 0, second.output
     run1 = tmp_path / "runs" / "00001-shapes-nest-16"
     assert "resumed from" in (run1 / "log.txt").read_text()
+    assert json.loads((run1 / "config.json").read_text())["resume"] == str(run0 / "network-snapshot-000000.064.pt")
     stats1 = [json.loads(ln) for ln in (run1 / "stats.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in stats1] == [0.032, 0.064, 0.096, 0.128]  # history carried over, continuous
     assert [r["tick"] for r in stats1] == [1, 2, 3, 4]

@@ -342,7 +342,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         distributed.broadcast_module(s.D)
         distributed.broadcast_module(s.G_ema)
         if run:
-            run.write_json("config.json", cfg.to_dict())
+            # 'latest' names whichever run was newest then; the run directory keeps the checkpoint it really was.
+            run.write_json("config.json", {**cfg.to_dict(), "resume": str(resume_path) if resume_path else None})
         describe(cfg, s, dataset, world, device, micro_batch, run, log)
         return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log, last_good=resume_path)
 
