@@ -93,7 +93,7 @@ def main(
                   "train_s": progress.get("train_seconds")}
         values = "  ".join(f"{key} {value:.4f}" for key, value in record["results"].items())
         click.echo(
-            f"{values}  ({spec.num_gen} generated vs {record['num_reals']} real {dataset.identity}, "
+            f"{values}  ({spec.num_gen} generated vs {record['num_reals']} real {dataset.pixels_id}, "
             f"{report.extractor} {dtype}, {report.wall_s:.0f} s)"
         )
         append_metric_line(out or Path(ckpt).parent / f"metric-{spec.name}.jsonl", record)

@@ -3,6 +3,7 @@ offline Inception weights, and FID with the real Inception on real images."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import urllib.error
 from pathlib import Path
@@ -214,7 +215,7 @@ def test_metrics_equal_the_frechet_distance_of_the_same_features(tmp_path):
                                   "is40_mean", "is40_std"}
     assert all(np.isfinite(v) for v in report.values.values())
     assert report.num_reals == {"fid40": 40, "kid40": 40, "pr40": 40, "is40": 0}
-    assert (report.reference, report.weights_sha256) == (data.identity, "builtin")
+    assert (report.reference, report.weights_sha256) == (data.pixels_id, "builtin")
     # The first n generated images do not depend on the batch size.
     again = evaluate_metrics(G, data, ["fid40"], "cpu", batch_size=7, cache_dir=tmp_path / "cache", seed=3,
                              feature_extractor=PIXELS)
@@ -244,12 +245,35 @@ def test_reference_cache_misses_when_the_reals_change(tmp_path, count_real_reads
     G, cache = TinyGenerator(), tmp_path / "cache"
     base = shapes(tmp_path)
     other_size, fewer = shapes(tmp_path, resolution=16), shapes(tmp_path, max_images=32)
-    assert len({base.identity, other_size.identity, fewer.identity}) == 3
+    assert len({base.pixels_id, other_size.pixels_id, fewer.pixels_id}) == 3
     for dataset, metric in [(base, "fid24"), (base, "fid16"), (other_size, "fid16"), (fewer, "fid16"),
                             (fewer, "fid16"), (base, "fid24")]:
         evaluate_metrics(G, dataset, [metric], "cpu", cache_dir=cache, feature_extractor=PIXELS)
     assert count_real_reads == [24, 16, 16, 16]  # the last two are cache hits
     assert len(list((cache / "fidelity").glob("*-stats.pt"))) == 4
+
+
+def test_reference_cache_survives_new_timestamps_on_the_same_images(tmp_path, count_real_reads):
+    """Touched files (a re-mount, a copy without -p) re-prepare the data, but the pixels are the same, so the
+    reals' features are not extracted again: the reference is keyed by the pixels, not by the files' metadata."""
+    from PIL import Image
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(12):
+        Image.new("RGB", (10, 10), (i * 20, 255 - i * 20, 90)).save(root / f"{i}.png")
+    load = lambda: load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "data", progress=False)  # noqa: E731
+    G, cache, first = TinyGenerator(), tmp_path / "cache", load()
+    before = evaluate_metrics(G, first, ["fid10"], "cpu", cache_dir=cache, feature_extractor=PIXELS)
+    for path in root.iterdir():
+        os.utime(path, (1e9, 1e9))
+    touched = load()
+    assert touched.identity != first.identity and touched.pixels_id == first.pixels_id
+    after = evaluate_metrics(G, touched, ["fid10"], "cpu", cache_dir=cache, feature_extractor=PIXELS)
+    assert count_real_reads == [10] and after.values == before.values and after.reference == first.pixels_id
+    Image.new("RGB", (10, 10), (0, 0, 0)).save(root / "0.png")  # other pixels: another reference
+    evaluate_metrics(G, load(), ["fid10"], "cpu", cache_dir=cache, feature_extractor=PIXELS)
+    assert count_real_reads == [10, 10]
 
 
 def test_reference_subset_is_fixed_and_full_uses_every_real():

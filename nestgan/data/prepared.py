@@ -4,6 +4,9 @@
 everything that changes the pixels: source, resolved data path, split, resolution, preprocessing, a fingerprint
 of the input files, max_images and PREPARE_VERSION. A cache is built in a temporary folder and renamed into
 place, so a reader sees a complete cache or none; one that fails any check on opening is rebuilt, never trusted.
+meta.json also records the sha256 of the prepared pixels: FID reference statistics are keyed by it, so a copy of
+the data that only changed its timestamps (a re-mount, a copy without -p) costs a re-preparation of seconds, not
+another Inception pass over every real image.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ class PreparedDataset(Dataset):
     """A prepared cache folder as a torch Dataset of uint8 (3, R, R) tensors.
 
     `images` is the whole memory-mapped array (N, 3, R, R) uint8, for fast batched reads; `identity` is the
-    cache key (source, data, split, resolution, preprocessing), stable across runs and machines holding the
-    same files at the same path, used to key FID reference statistics.
+    cache key (source, data, split, resolution, preprocessing, input-file fingerprint); `pixels_id` names the
+    content itself (<name>-<resolution>-px<sha256 of images.npy>), the same wherever the same pixels were
+    prepared, and keys FID reference statistics.
     """
 
     def __init__(self, directory: str | os.PathLike, key: dict[str, Any] | None = None):
@@ -58,6 +62,8 @@ class PreparedDataset(Dataset):
         self.split: str = self.meta["key"]["split"]
         self.resolution: int = self.meta["key"]["resolution"]
         self.num_skipped: int = self.meta["skipped"]
+        pixels_sha256 = self.meta.get("pixels_sha256") or _sha256_of_file(self.directory / "images.npy")  # older caches
+        self.pixels_id: str = f"{self.name}-{self.resolution}-px{pixels_sha256[:12]}"
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -89,6 +95,14 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not consistent:
         raise DamagedCache("meta.json is incomplete or inconsistent")
     return meta
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _open_images(path: Path, shape: tuple[int, ...]) -> np.memmap:
@@ -181,6 +195,7 @@ def _build(plan: SourcePlan, key: dict[str, Any], identity: str, final: Path, pr
             "skipped": produced.skipped,
             "missing": plan.missing,
             "source": plan.location,
+            "pixels_sha256": _sha256_of_file(staging / "images.npy"),
             "key": key,
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

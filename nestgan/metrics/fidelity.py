@@ -7,8 +7,8 @@ image), fid10k (10,000 generated against 10,000 reals), kid10k, pr10k, is10k, fi
   stream - the first n images are the same whatever the batch size - and its [-1, 1] output is quantised to
   uint8 exactly as StyleGAN does before Inception sees it. The generator must already live on `device`.
 - Real images: all of them for `_full`, otherwise a fixed random subset of N (or all, if there are fewer).
-  Their features/statistics are cached on disk under <cache>/fidelity/, keyed by a hash of the dataset
-  identity, the number of reals, the feature extractor, its weights' sha256, the feature layer, the internal
+  Their features/statistics are cached on disk under <cache>/fidelity/, keyed by a hash of the dataset's
+  pixels (PreparedDataset.pixels_id: timestamps and paths do not matter), the number of reals, the feature extractor, its weights' sha256, the feature layer, the internal
   dtype and the torch-fidelity version; a second evaluation does not read a single real image.
 - Feature extraction and the metric values come from torch-fidelity (its TF-compatible Inception v3 and its
   fid/kid/prc/isc functions); nestgan adds the naming, the sampling, the cache and offline weights.
@@ -80,7 +80,7 @@ class MetricsReport:
     values: dict[str, float]
     specs: list[MetricSpec]
     num_reals: dict[str, int]  # metric name -> real images it was compared with
-    reference: str  # dataset identity
+    reference: str  # the reals' PreparedDataset.pixels_id
     extractor: str
     weights_sha256: str
     weights_source: str
@@ -188,13 +188,13 @@ def reference_indices(available: int, num: int) -> np.ndarray:
 
 
 def reference_cache_name(
-    identity: str, num_reals: int, available: int, extractor: str, weights_id: str, layer: str, internal_dtype: str
+    pixels_id: str, num_reals: int, available: int, extractor: str, weights_id: str, layer: str, internal_dtype: str
 ) -> str:
     """File stem for a reference; the hash covers everything that changes the cached numbers."""
     import torch_fidelity
 
     key = {
-        "identity": identity,
+        "pixels": pixels_id,
         "num_reals": num_reals,
         "subset": "all" if num_reals >= available else f"permutation-seed{REFERENCE_SUBSET_SEED}-of-{available}",
         "extractor": extractor,
@@ -205,7 +205,7 @@ def reference_cache_name(
         "version": CACHE_VERSION,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", identity)[:80]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", pixels_id)[:80]
     return f"{readable}-{num_reals}-{layer}-{digest}"
 
 
@@ -245,7 +245,7 @@ class _Reference:
         self._features: torch.Tensor | None = None
 
     def _extract_now(self) -> torch.Tensor:
-        log.info("reference: extracting features of %d real images (%s)", self.num_reals, self.dataset.identity)
+        log.info("reference: extracting features of %d real images (%s)", self.num_reals, self.dataset.pixels_id)
         return self.extract(reference_indices(len(self.dataset), self.num_reals))
 
     def features(self) -> torch.Tensor:
@@ -283,7 +283,7 @@ def evaluate_metrics(
     seed: int = 0,
     feature_extractor: str = INCEPTION,
 ) -> MetricsReport:
-    """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .identity).
+    """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .pixels_id).
 
     `weights`: the feature extractor's weights file; for Inception None means the offline resolution order of
     nestgan.metrics.inception_weights. `cache_dir`: $NESTGAN_CACHE or ~/.cache/nestgan by default.
@@ -303,16 +303,16 @@ def evaluate_metrics(
         raise ConfigError(f"internal dtype must be one of {', '.join(INTERNAL_DTYPES)}, got '{internal_dtype}'")
     if batch_size < 1:
         raise ConfigError(f"metrics batch size must be >= 1, got {batch_size}")
-    identity = getattr(dataset, "identity", None)
-    if not identity or not hasattr(dataset, "images"):
-        raise ConfigError("metrics need a prepared dataset (with .images and .identity); use nestgan.data.load_dataset")
+    pixels_id = getattr(dataset, "pixels_id", None)
+    if not pixels_id or not hasattr(dataset, "images"):
+        raise ConfigError("metrics need a prepared dataset (with .images and .pixels_id); use nestgan.data.load_dataset")
     available = len(dataset)
     for spec in specs:
         needed = {"fid": 2, "kid": 2, "pr": PR_NEIGHBORHOOD + 1}.get(spec.kind, IS_SPLITS)
         if spec.num_gen < needed or (spec.kind != "is" and spec.num_reals(available) < needed):
             raise DataError(
                 f"{spec.name} needs at least {needed} generated and real images "
-                f"({spec.num_gen} generated, {available} real in {identity})"
+                f"({spec.num_gen} generated, {available} real in {pixels_id})"
             )
     device = torch.device(device)
     cache_root = Path(cache_dir or default_cache_dir()).expanduser()
@@ -343,7 +343,7 @@ def evaluate_metrics(
 
     references: dict[tuple[int, str], _Reference] = {}
     for n, layer in {reference_key(spec) for spec in specs if spec.kind != "is"}:
-        stem = reference_cache_name(identity, n, available, feature_extractor, weights_id, layer, internal_dtype)
+        stem = reference_cache_name(pixels_id, n, available, feature_extractor, weights_id, layer, internal_dtype)
         keep = any(s.kind in ("kid", "pr") and reference_key(s) == (n, layer) for s in specs)
         references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
 
@@ -388,7 +388,7 @@ def evaluate_metrics(
         values=values,
         specs=specs,
         num_reals=num_reals,
-        reference=identity,
+        reference=pixels_id,
         extractor=feature_extractor,
         weights_sha256=weights_id,
         weights_source=weights_source,
