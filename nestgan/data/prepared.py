@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nestgan.checkpoint import sha256_of
 from nestgan.data.sources import DATASETS, SPLITS, SourcePlan, read_npy_header
 from nestgan.errors import ConfigError, DataError
 
@@ -62,7 +63,7 @@ class PreparedDataset(Dataset):
         self.split: str = self.meta["key"]["split"]
         self.resolution: int = self.meta["key"]["resolution"]
         self.num_skipped: int = self.meta["skipped"]
-        pixels_sha256 = self.meta.get("pixels_sha256") or _sha256_of_file(self.directory / "images.npy")  # older caches
+        pixels_sha256 = self.meta.get("pixels_sha256") or sha256_of(self.directory / "images.npy")  # older caches
         self.pixels_id: str = f"{self.name}-{self.resolution}-px{pixels_sha256[:12]}"
 
     def __len__(self) -> int:
@@ -95,14 +96,6 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not consistent:
         raise DamagedCache("meta.json is incomplete or inconsistent")
     return meta
-
-
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_images(path: Path, shape: tuple[int, ...]) -> np.memmap:
@@ -195,7 +188,7 @@ def _build(plan: SourcePlan, key: dict[str, Any], identity: str, final: Path, pr
             "skipped": produced.skipped,
             "missing": plan.missing,
             "source": plan.location,
-            "pixels_sha256": _sha256_of_file(staging / "images.npy"),
+            "pixels_sha256": sha256_of(staging / "images.npy"),
             "key": key,
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

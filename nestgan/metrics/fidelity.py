@@ -8,8 +8,9 @@ image), fid10k (10,000 generated against 10,000 reals), kid10k, pr10k, is10k, fi
   uint8 exactly as StyleGAN does before Inception sees it. The generator must already live on `device`.
 - Real images: all of them for `_full`, otherwise a fixed random subset of N (or all, if there are fewer).
   Their features/statistics are cached on disk under <cache>/fidelity/, keyed by a hash of the dataset's
-  pixels (PreparedDataset.pixels_id: timestamps and paths do not matter), the number of reals, the feature extractor, its weights' sha256, the feature layer, the internal
-  dtype and the torch-fidelity version; a second evaluation does not read a single real image.
+  pixels (PreparedDataset.pixels_id: timestamps and paths do not matter), the number of reals, the feature
+  extractor, its weights' sha256, the feature layer, the internal dtype and the torch-fidelity version;
+  a second evaluation does not read a single real image.
 - Feature extraction and the metric values come from torch-fidelity (its TF-compatible Inception v3 and its
   fid/kid/prc/isc functions); nestgan adds the naming, the sampling, the cache and offline weights.
 """
@@ -31,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nestgan.checkpoint import sha256_of
 from nestgan.errors import ConfigError, DataError
-from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights, sha256_of
+from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
 
 log = logging.getLogger("nestgan.metrics")
 

