@@ -229,13 +229,18 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
         raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     preset_path = CONFIGS_DIR / f"{name}.toml"
     preset = read_toml(preset_path) if preset_path.is_file() else {}
-    # A preset's [cpu] table replaces GPU-sized keys (such as a FID that would take most of an hour) on a CPU.
-    cpu_keys = _table(preset, "cpu", f"preset {preset_path}")
-    preset = {k: v for k, v in preset.items() if k != "cpu"}
     device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
-    if cpu_keys and resolve_device(device).type == "cpu":
-        preset.update(cpu_keys)
+    on_cpu = resolve_device(device).type == "cpu"
+    preset = _apply_cpu_table(preset, on_cpu, f"preset {preset_path}")
+    file = _apply_cpu_table(file, on_cpu, "config file")  # so a copy of a preset works as a --config file
     return TrainConfig.from_sources(preset, file, flags, world_size)
+
+
+def _apply_cpu_table(layer: dict[str, Any], on_cpu: bool, source: str) -> dict[str, Any]:
+    """A layer's [cpu] table replaces GPU-sized keys (such as a FID that would take most of an hour) on a CPU."""
+    cpu_keys = _table(layer, "cpu", source)
+    layer = {k: v for k, v in layer.items() if k != "cpu"}
+    return {**layer, **cpu_keys} if on_cpu else layer
 
 
 def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,25 @@ def test_g_and_resolution_flags_pick_the_stock_preset():
     assert cfg["discriminator"] == {"channel_base": 512, "channel_max": 64}  # --d not given: preset's D kept
     cfg = dry_run("--resolution", "64")
     assert cfg["generator"]["widths"] == [384, 192, 96]  # the slim shapes table was for 32 px: nest-64 instead
+
+
+SHIPPED_CONFIGS = sorted((REPO / "configs").glob("*.toml")) + sorted((REPO / "configs" / "study").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_config_resolves_with_its_own_values(path, tmp_path):
+    """A committed config (dataset preset or study recipe) must load, and its keys must reach the run's config."""
+    file = tomllib.loads(path.read_text())
+    cfg = dry_run("--config", str(path), "--device", "cpu", "--data-dir", str(tmp_path))  # folder needs a data dir
+    cpu_overrides = file.get("cpu", {})
+    for key, value in file.items():
+        if isinstance(value, dict) or key in cpu_overrides:
+            continue
+        assert cfg[key] == value, key
+    for key, value in file.get("data", {}).items():
+        assert cfg["data"][key] == value, f"data.{key}"
+    for key, value in cpu_overrides.items():
+        assert cfg[key] == value, f"cpu.{key}"
 
 
 @pytest.mark.parametrize(
