@@ -66,6 +66,10 @@ def test_flags_override_config_file_override_preset(tmp_path):
     assert cfg["metrics"] == ["fid2k", "kid2k"]
     assert cfg["batch"] == 16  # from configs/shapes.toml (the built-in default is 32)
     assert dry_run("--metrics", "none")["metrics"] == []
+    recipe = dry_run("--config", str(file), "--lr-g", "3e-4", "--lr-d", "5e-5", "--r1-gamma", "0.5", "--ema-kimg", "2",
+                     "--augment", "")
+    assert (recipe["lr_g"], recipe["lr_d"], recipe["r1_gamma"], recipe["ema_kimg"]) == (3e-4, 5e-5, 0.5, 2.0)
+    assert recipe["augment"] == ""  # an empty policy is a value, not "flag not given"
 
 
 def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
