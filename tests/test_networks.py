@@ -7,7 +7,8 @@ import torch
 
 from nestgan.errors import ConfigError
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, generator_preset)
-from nestgan.networks.nest import ConvDeaggregation, NesTGenerator, NesTLevel, PixelShuffleDeaggregation, blockify, unblockify
+from nestgan.networks.nest import (ConvDeaggregation, NesTGenerator, NesTLevel, OutConv, PixelShuffleDeaggregation,
+                                  blockify, unblockify)
 from nestgan.networks.summary import count_parameters, forward_flops
 from nestgan.presets import preset_names
 
@@ -107,6 +108,30 @@ def test_pixelshuffle_deaggregation_stays_in_the_parent_footprint():
     """Depth-to-space + Linear is per pixel: a block reaches only its own four children, no neighbour."""
     changed = _next_level_blocks_changed(PixelShuffleDeaggregation(16, 8))
     assert changed.nonzero().flatten().tolist() == [0, 1, 4, 5]
+
+
+def test_out_conv_mixes_across_the_last_block_border():
+    out_conv = OutConv(16)
+    torch.nn.init.normal_(out_conv.conv.weight)  # a trained conv; a fresh one is zero
+    x = torch.randn(1, 8, 8, 16)
+    changed = x.clone()
+    changed[0, 0:4, 0:4] += 1.0  # block 0 of a 4x4-token tiling
+    with torch.no_grad():
+        delta = (out_conv(changed) - out_conv(x)).abs().sum(dim=-1)[0]  # (8, 8)
+    assert delta[0:4, 4].min() > 0 and delta[4, 0:4].min() > 0  # the neighbours' first row and column react
+    assert delta[:, 5:].max() == 0 and delta[5:, :].max() == 0  # and nothing beyond the 3x3 reach
+
+
+def test_out_conv_starts_as_the_same_generator_from_the_same_seed():
+    torch.manual_seed(0)
+    plain = build_generator(TINY_NEST)
+    torch.manual_seed(0)
+    with_conv = build_generator({**TINY_NEST, "out_conv": True})
+    assert all(torch.equal(v, with_conv.state_dict()[k]) for k, v in plain.state_dict().items())
+    z = torch.randn(2, 16)
+    assert torch.equal(plain(z), with_conv(z))
+    with_conv(z).square().mean().backward()
+    assert with_conv.out_conv.conv.weight.grad.abs().sum() > 0  # zero weights, but they learn
 
 
 @pytest.mark.parametrize("deaggregation", ["conv", "pixelshuffle"])

@@ -3,7 +3,8 @@
 z -> Linear -> token map (B, 8, 8, C0). Each level adds a positional embedding, splits the map into blocks of
 block_size x block_size tokens and runs transformer layers whose attention stays inside each block. Between levels a
 block de-aggregation step upsamples on the image plane (so a 3x3 conv can mix neighbouring blocks) and the number of
-blocks grows x4. A per-pixel head turns the last map into RGB.
+blocks grows x4. A per-pixel head turns the last map into RGB; with out_conv, a residual 3x3 conv first mixes each
+pixel with its neighbours, the only step after the last level that crosses a block border.
 
 The map travels channels-last, (B, H, W, C), so blockify/unblockify are views plus one copy each and the convs see
 channels_last memory.
@@ -90,6 +91,23 @@ class PixelShuffleDeaggregation(nn.Module):
 DEAGGREGATIONS = {"conv": ConvDeaggregation, "pixelshuffle": PixelShuffleDeaggregation}
 
 
+class OutConv(nn.Module):
+    """x + conv3x3(x) on the last map: lets each last-level block see its neighbours before the head.
+
+    Zero-initialised, without drawing random numbers: a fresh generator with the same seed computes exactly what it
+    would without it, so a run with out_conv differs from one without only by what the conv learns.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.utils.skip_init(nn.Conv2d, dim, dim, kernel_size=3, padding=1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, C)
+
+
 class NesTGenerator(nn.Module):
     """Transposed NesT generator: z (B, z_dim) -> image (B, 3, R, R) in [-1, 1].
 
@@ -107,6 +125,7 @@ class NesTGenerator(nn.Module):
         mlp_ratio: float = 4.0,
         deaggregation: str = "conv",
         out_patch: int = 1,
+        out_conv: bool = False,
         parallel_branches: bool = False,
         resolution: int | None = None,
     ) -> None:
@@ -143,6 +162,7 @@ class NesTGenerator(nn.Module):
         self.deaggregations = nn.ModuleList(
             DEAGGREGATIONS[deaggregation](widths[i], widths[i + 1]) for i in range(levels - 1)
         )
+        self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
         self.head_norm = nn.LayerNorm(widths[-1])
         self.head = nn.Linear(widths[-1], 3 * out_patch**2)
 
@@ -156,6 +176,6 @@ class NesTGenerator(nn.Module):
             x = level(x)  # (B, H, W, C_i)
             if i < len(self.deaggregations):
                 x = self.deaggregations[i](x)  # (B, 2H, 2W, C_i+1), blocks x4
-        x = self.head(self.head_norm(x))  # (B, H, W, 3 * p * p)
+        x = self.head(self.head_norm(self.out_conv(x)))  # (B, H, W, 3 * p * p)
         x = F.pixel_shuffle(x.permute(0, 3, 1, 2), self.out_patch)  # (B, 3, R, R)
         return torch.tanh(x)
