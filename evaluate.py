@@ -16,7 +16,7 @@ import torch
 
 from nestgan.checkpoint import load_generator
 from nestgan.cli import resolve_device, user_errors_as_exit
-from nestgan.data import DATASETS, SPLITS, load_dataset
+from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, append_metric_line, evaluate_metrics, parse_metric_name
 
@@ -67,15 +67,11 @@ def main(
     torch_device = resolve_device(device)
     generator, config, progress = load_generator(ckpt, ema=not raw, device=torch_device)
     trained_on = dict(config.get("data") or {})
-    same_data = data is None or data == trained_on.get("name")
-    dataset = load_dataset(
-        data or trained_on.get("name", "shapes"),
-        generator.resolution,
-        data_dir=data_dir or (trained_on.get("data_dir") if same_data else None),
-        split=split or (trained_on.get("split", "train") if same_data else "train"),
-        cache_dir=cache_dir or trained_on.get("cache_dir"),
-        max_images=trained_on.get("max_images") if same_data else None,
-    )
+    if data is None or data == trained_on.get("name"):  # the training data, with what the flags change
+        source = {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
+    else:
+        source = {"name": data, "data_dir": data_dir, "split": split or "train", "cache_dir": trained_on.get("cache_dir")}
+    dataset = load_training_data(source, generator.resolution, cache_dir)
     report = evaluate_metrics(
         generator,
         dataset,

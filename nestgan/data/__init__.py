@@ -6,7 +6,7 @@
 """
 
 from nestgan.data.loader import BatchIterator, measure_loader_throughput
-from nestgan.data.prepared import PreparedDataset, default_cache_dir, load_dataset
+from nestgan.data.prepared import PreparedDataset, default_cache_dir, load_dataset, load_training_data
 from nestgan.data.sources import DATASETS, SPLITS
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "PreparedDataset",
     "default_cache_dir",
     "load_dataset",
+    "load_training_data",
     "measure_loader_throughput",
 ]

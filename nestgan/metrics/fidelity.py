@@ -167,7 +167,8 @@ def _extract(extractor: nn.Module, layers: list[str], batches) -> dict[str, torc
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 
-def _generated_batches(generator: nn.Module, num: int, batch_size: int, device: torch.device, seed: int):
+def generated_batches(generator: nn.Module, num: int, batch_size: int, device: torch.device, seed: int):
+    """uint8 batches of the first `num` images of the metrics' stream: z from numpy RandomState(seed), in order."""
     rng = np.random.RandomState(seed)
     for start in range(0, num, batch_size):
         z = torch.from_numpy(rng.randn(min(batch_size, num - start), generator.z_dim)).float().to(device)
@@ -354,7 +355,7 @@ def evaluate_metrics(
     was_training = generator.training
     generator.eval()
     try:
-        fakes = _extract(extractor, layers, _generated_batches(generator, num_gen, batch_size, device, seed))
+        fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed))
     finally:
         generator.train(was_training)
 
