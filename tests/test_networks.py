@@ -110,6 +110,21 @@ def test_pixelshuffle_deaggregation_stays_in_the_parent_footprint():
     assert changed.nonzero().flatten().tolist() == [0, 1, 4, 5]
 
 
+@pytest.mark.parametrize("upsample, pairs_equal", [("nearest", True), ("bilinear", False)])
+def test_conv_deaggregation_upsampling_makes_or_avoids_2x2_copies(upsample, pairs_equal):
+    deagg = ConvDeaggregation(2, 2, upsample)
+    deagg.norm = torch.nn.Identity()
+    with torch.no_grad():  # a conv that passes its input through: what the conv is handed
+        deagg.conv.weight.zero_()
+        deagg.conv.bias.zero_()
+        deagg.conv.weight[[0, 1], [0, 1], 1, 1] = 1.0
+    ramp = torch.arange(8.0).view(1, 1, 8, 1).expand(1, 8, 8, 2)  # (B, H, W, C), rising along W
+    out = deagg(ramp)[0, 4, 2:14, 0]  # one row of the 16x16 map, away from the padded borders
+    within_pairs = (out[1::2] - out[0::2]).abs()  # columns 2k+1 - 2k: the two copies of one source pixel
+    assert (within_pairs.max() == 0) == pairs_equal
+    assert torch.allclose(out.diff(), out.diff().mean()) != pairs_equal  # bilinear: an even ramp
+
+
 def test_out_conv_mixes_across_the_last_block_border():
     out_conv = OutConv(16)
     torch.nn.init.normal_(out_conv.conv.weight)  # a trained conv; a fresh one is zero
@@ -175,6 +190,8 @@ def test_fixed_seed_gives_identical_outputs():
     (dict(block_size=3), "does not divide"),
     (dict(depths=[1]), "same non-zero length"),
     (dict(deaggregation="bilinear"), "unknown deaggregation"),
+    (dict(upsample="bicubic"), "unknown upsample"),
+    (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv de-aggregation only"),
 ])
 def test_bad_nest_configs_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -59,16 +59,21 @@ class NesTLevel(nn.Module):
 
 
 class ConvDeaggregation(nn.Module):
-    """Mirror of NesT's block aggregation: 2x nearest upsampling, conv 3x3 (crosses block borders), LayerNorm."""
+    """Mirror of NesT's block aggregation: 2x upsampling, conv 3x3 (crosses block borders), LayerNorm.
 
-    def __init__(self, dim_in: int, dim_out: int) -> None:
+    After nearest upsampling, the two pixels of each 2x2 copy see the conv's taps on different source pixels, which
+    lets the generator draw texture locked to that grid; bilinear upsampling hands the conv a smooth map instead.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, upsample: str = "nearest") -> None:
         super().__init__()
+        self.upsample = upsample
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
         self.norm = nn.LayerNorm(dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)  # (B, C, H, W) view with channels_last strides
-        x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))  # (B, C', 2H, 2W)
+        x = self.conv(F.interpolate(x, scale_factor=2, mode=self.upsample))  # (B, C', 2H, 2W)
         return self.norm(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
 
 
@@ -88,7 +93,8 @@ class PixelShuffleDeaggregation(nn.Module):
         return self.proj(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
 
 
-DEAGGREGATIONS = {"conv": ConvDeaggregation, "pixelshuffle": PixelShuffleDeaggregation}
+DEAGGREGATIONS = ("conv", "pixelshuffle")
+UPSAMPLINGS = ("nearest", "bilinear")  # of the conv de-aggregation
 
 
 class OutConv(nn.Module):
@@ -124,6 +130,7 @@ class NesTGenerator(nn.Module):
         heads: Sequence[int] = (8, 4, 4, 2),
         mlp_ratio: float = 4.0,
         deaggregation: str = "conv",
+        upsample: str = "nearest",
         out_patch: int = 1,
         out_conv: bool = False,
         parallel_branches: bool = False,
@@ -143,6 +150,10 @@ class NesTGenerator(nn.Module):
         if deaggregation not in DEAGGREGATIONS:
             raise ConfigError(f"nest generator: unknown deaggregation '{deaggregation}' "
                               f"(choose from {', '.join(DEAGGREGATIONS)})")
+        if upsample not in UPSAMPLINGS:
+            raise ConfigError(f"nest generator: unknown upsample '{upsample}' (choose from {', '.join(UPSAMPLINGS)})")
+        if deaggregation == "pixelshuffle" and upsample != "nearest":
+            raise ConfigError("nest generator: upsample applies to conv de-aggregation only; drop it for pixelshuffle")
         if deaggregation == "pixelshuffle" and any(w % 4 for w in widths[:-1]):
             raise ConfigError("nest generator: pixelshuffle de-aggregation needs widths divisible by 4")
         reachable = init_size * 2 ** (levels - 1) * out_patch
@@ -160,7 +171,9 @@ class NesTGenerator(nn.Module):
             for i in range(levels)
         )
         self.deaggregations = nn.ModuleList(
-            DEAGGREGATIONS[deaggregation](widths[i], widths[i + 1]) for i in range(levels - 1)
+            ConvDeaggregation(widths[i], widths[i + 1], upsample) if deaggregation == "conv"
+            else PixelShuffleDeaggregation(widths[i], widths[i + 1])
+            for i in range(levels - 1)
         )
         self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
         self.head_norm = nn.LayerNorm(widths[-1])
