@@ -93,7 +93,9 @@ class TrainConfig:
         merged: dict[str, Any] = {}
         for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
             _check_keys(cls, layer, source)
-            if ("g" in layer or "resolution" in layer) and "generator" not in layer:
+            table = merged.get("generator", {})
+            made_for_one_size = "arch" in table or "preset" in table  # not just overrides of "<g>-<resolution>"
+            if "generator" not in layer and ("g" in layer or ("resolution" in layer and made_for_one_size)):
                 merged.pop("generator", None)  # a lower layer's [generator] table was for another g/resolution
             if "d" in layer and "discriminator" not in layer:
                 merged.pop("discriminator", None)
