@@ -86,11 +86,12 @@ def test_g_and_resolution_flags_pick_the_stock_preset():
     assert cfg["generator"]["widths"] == [384, 192, 96]  # the slim shapes table was for 32 px: nest-64 instead
 
 
-def test_generator_overrides_follow_a_resolution_change_but_not_a_generator_change(tmp_path):
+def test_generator_overrides_follow_a_resolution_change_but_not_another_generator(tmp_path):
     file = tmp_path / "bilinear.toml"
     file.write_text('[generator]\nupsample = "bilinear"\n')
     cfg = dry_run("--config", str(file), "--resolution", "64")
     assert cfg["generator"]["upsample"] == "bilinear" and cfg["generator"]["widths"] == [384, 192, 96]
+    assert dry_run("--config", str(file), "--g", "nest")["generator"]["upsample"] == "bilinear"  # same g: kept
     cfg = dry_run("--config", str(file), "--g", "conv")
     assert cfg["generator"]["arch"] == "conv" and "upsample" not in cfg["generator"]
 
