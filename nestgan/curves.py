@@ -84,11 +84,10 @@ def plot_curves(runs: dict[str, list[Point]], metric: str, out: Path, title: str
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} over training time")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the axes: never over a point
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(out)
 
