@@ -95,7 +95,8 @@ class TrainConfig:
             _check_keys(cls, layer, source)
             table = merged.get("generator", {})
             made_for_one_size = "arch" in table or "preset" in table  # not just overrides of "<g>-<resolution>"
-            other_g = layer.get("g", merged.get("g", cls.g)) != merged.get("g", cls.g)
+            current_g = merged.get("g", cls.g)
+            other_g = layer.get("g", current_g) != current_g
             if "generator" not in layer and (other_g or ("resolution" in layer and made_for_one_size)):
                 merged.pop("generator", None)  # a lower layer's [generator] table was for another g/resolution
             if "d" in layer and "discriminator" not in layer:
