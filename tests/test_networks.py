@@ -59,9 +59,46 @@ def test_fresh_discriminator_logits_depend_on_the_image(arch, resolution):
 
 
 def test_dcgan_spectral_norm_option():
-    d = build_discriminator("dcgan", 32, spectral_norm=True)
+    d = build_discriminator("dcgan", 32, norm="spectral")
     assert any("parametrizations" in n for n, _ in d.named_parameters())
     assert d(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
+def test_dcgan_networks_are_the_papers_at_64_px():
+    """Radford et al.'s 64 px networks with ngf = ndf = 64: the PyTorch reference's layer shapes and parameter counts."""
+    g = build_generator(generator_preset("dcgan-64"))
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
+        (100, 512, 1), (512, 256, 2), (256, 128, 2), (128, 64, 2), (64, 3, 2)]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules()) == 4
+    assert count_parameters(g) == 3_576_704
+    d = build_discriminator("dcgan", 64, norm="batch")
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
+    assert all(c.bias is None for c in convs)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules()) == 3  # none after the first conv
+    assert count_parameters(d) == 2_765_568
+    # N(0, 0.02) conv weights, N(1, 0.02) BatchNorm weights
+    assert abs(convs[2].weight.std().item() - 0.02) < 0.002
+    bn = next(m for m in d.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert abs(bn.weight.mean().item() - 1) < 0.01 and 0.01 < bn.weight.std().item() < 0.03
+
+
+def test_bf16_block_attention_on_cpu_matches_fp32():
+    """Under bf16 on a CPU the attention takes the math kernel; its output and gradients match fp32's."""
+    torch.manual_seed(0)
+    level = NesTLevel(map_size=8, block_size=4, dim=32, depth=1, heads=2, mlp_ratio=2.0, parallel=False)
+    x = torch.randn(3, 8, 8, 32)
+    out32 = level(x)
+    out32.square().mean().backward()
+    grads32 = [p.grad.clone() for p in level.parameters()]
+    level.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out16 = level(x)
+    out16.float().square().mean().backward()
+    torch.testing.assert_close(out16.float(), out32, atol=0.05, rtol=0.05)
+    for g16, g32 in zip((p.grad for p in level.parameters()), grads32):
+        assert torch.nn.functional.cosine_similarity(g16.flatten().float(), g32.flatten(), dim=0) > 0.98
 
 
 def test_blockify_unblockify_exact_inverses_and_layout():

@@ -8,13 +8,15 @@ from typing import Any
 from torch import nn
 
 from nestgan.errors import ConfigError
-from nestgan.networks.conv import ConvGenerator
+from nestgan.networks.conv import ConvGenerator, DCGANGenerator
 from nestgan.networks.discriminators import DCGANDiscriminator, ResNetDiscriminator
 from nestgan.networks.nest import NesTGenerator
 from nestgan.networks.transgan import TransGANGenerator
 from nestgan.presets import load_preset
 
-GENERATORS: dict[str, type[nn.Module]] = {"nest": NesTGenerator, "transgan": TransGANGenerator, "conv": ConvGenerator}
+GENERATORS: dict[str, type[nn.Module]] = {
+    "nest": NesTGenerator, "transgan": TransGANGenerator, "conv": ConvGenerator, "dcgan": DCGANGenerator,
+}
 DISCRIMINATORS: dict[str, type[nn.Module]] = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
 
 
@@ -35,7 +37,7 @@ def generator_preset(name: str) -> dict[str, Any]:
 
 
 def build_generator(preset: dict[str, Any]) -> nn.Module:
-    """preset = {'arch': 'nest' | 'transgan' | 'conv', **constructor keyword arguments}."""
+    """preset = {'arch': 'nest' | 'transgan' | 'conv' | 'dcgan', **constructor keyword arguments}."""
     kwargs = dict(preset)
     arch = kwargs.pop("arch", None)
     if arch is None:

@@ -1,4 +1,4 @@
-"""DCGAN-style convolutional generator: the non-transformer baseline."""
+"""Convolutional generators: our DCGAN-style baseline (upsample + conv) and the DCGAN paper's own (transposed convs)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,41 @@ class ConvGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(z))  # (B, C, R, R)
         return torch.tanh(self.to_rgb(x))  # (B, 3, R, R)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class DCGANGenerator(nn.Module):
+    """The DCGAN generator of Radford et al. (2016), as in the PyTorch reference at 64 px with ngf = 64.
+
+    z (B, z_dim) -> ConvT 4x4 valid to a 4x4 map of ngf * 2**(n-1) channels, then n - 1 ConvT(4, 2, 1) + BN + ReLU
+    halving the channels down to ngf, then ConvT(4, 2, 1) to RGB + tanh; n = log2(R / 4) doublings in all.
+    """
+
+    def __init__(self, z_dim: int = 100, resolution: int = 64, ngf: int = 64) -> None:
+        super().__init__()
+        doublings = math.log2(resolution / 4)
+        if resolution < 8 or doublings != int(doublings):
+            raise ConfigError(f"dcgan generator: resolution {resolution} must be a power of two >= 8")
+        channels = [ngf * 2**i for i in reversed(range(int(doublings)))]  # 64 px: 512, 256, 128, 64
+        self.z_dim = z_dim
+        self.resolution = resolution
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, channels[0], 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(channels[0]), nn.ReLU()]  # (B, C0, 4, 4)
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]  # (B, 3, R, R)
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from nestgan.errors import ConfigError
+from nestgan.networks.conv import init_dcgan_weights
 
 
 def init_lrelu_weights(module: nn.Module) -> None:
@@ -89,26 +90,34 @@ class ResNetDiscriminator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Strided 4x4 convs halving the map down to 4x4, LeakyReLU 0.2, a 4x4 valid conv to one logit.
 
-    With spectral_norm=True every conv is spectrally normalised (SNGAN).
+    norm: "batch" is the DCGAN paper's discriminator (BatchNorm after every conv but the first and the last, the
+    paper's N(0, 0.02) initialisation, convs without biases as in the PyTorch reference); "spectral" spectrally normalises every conv
+    (SNGAN); "none" has neither, with He initialisation so that the logits depend on the image from the start.
     """
 
-    def __init__(self, resolution: int, channel_base: int = 64, channel_max: int = 512,
-                 spectral_norm: bool = False) -> None:
+    def __init__(self, resolution: int, channel_base: int = 64, channel_max: int = 512, norm: str = "none") -> None:
         super().__init__()
+        if norm not in DCGAN_NORMS:
+            raise ConfigError(f"dcgan discriminator: unknown norm '{norm}' (choose from {', '.join(DCGAN_NORMS)})")
         halvings = _check_resolution("dcgan", resolution)
-        wrap = apply_spectral_norm if spectral_norm else (lambda m: m)
         layers: list[nn.Module] = []
         c_in = 3
         for i in range(halvings):
             c_out = min(channel_base * 2**i, channel_max)
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            batch_norm = norm == "batch" and i > 0
+            layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=norm != "batch"))
+            layers += [nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)] if batch_norm else [nn.LeakyReLU(0.2)]
             c_in = c_out
-        layers.append(nn.Conv2d(c_in, 1, 4))  # (B, 1, 1, 1)
+        layers.append(nn.Conv2d(c_in, 1, 4, bias=norm != "batch"))  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
-        self.apply(init_lrelu_weights)  # before spectral norm wraps the weights
-        for i, layer in enumerate(self.net):
-            if isinstance(layer, nn.Conv2d):
-                self.net[i] = wrap(layer)
+        self.apply(init_dcgan_weights if norm == "batch" else init_lrelu_weights)
+        if norm == "spectral":  # after the initialisation, which spectral norm then rescales
+            for i, layer in enumerate(self.net):
+                if isinstance(layer, nn.Conv2d):
+                    self.net[i] = apply_spectral_norm(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()
+
+
+DCGAN_NORMS = ("none", "batch", "spectral")
