@@ -19,7 +19,7 @@ from nestgan.errors import ConfigError
 from nestgan.presets import CONFIGS_DIR, read_toml
 
 DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
-GENERATORS = ("nest", "transgan", "conv")
+GENERATORS = ("nest", "transgan", "conv", "dcgan")
 DISCRIMINATORS = ("resnet", "dcgan")
 LOSSES = ("nonsaturating", "hinge")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -62,12 +62,13 @@ class TrainConfig:
     r1_gamma: float = 0.1
     r1_interval: int = 16  # lazy regularisation: R1 every this many D steps, scaled by the interval
     augment: str = "color,translation,cutout"  # DiffAugment policy; "" turns it off
+    shared_fakes: bool = False  # the G step reuses the D step's fakes: one G forward per step instead of two
     # Optimisers and EMA
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.0
     beta2: float = 0.99
-    ema_kimg: float = 1.0  # half-life of the generator EMA in kimg
+    ema_kimg: float = 1.0  # half-life of the generator EMA in kimg; 0: no EMA (G_ema is a copy of G)
     ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far; None: no ramp-up
     # Non-finite losses or weights: roll back to the last good checkpoint with the learning rates scaled by
     # nan_lr_factor (once more per try); stop with an error after nan_rollbacks tries without a new snapshot.
@@ -133,7 +134,7 @@ class TrainConfig:
                 f"generator preset makes {g_res} px images but resolution = {self.resolution}; "
                 f"use preset '{self.g}-{self.resolution}' or --resolution {g_res}"
             )
-        for key in ("kimg", "tick_kimg", "lr_g", "lr_d", "ema_kimg", "dist_timeout_s"):
+        for key in ("kimg", "tick_kimg", "lr_g", "lr_d", "dist_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("batch", "snap", "keep_snapshots", "r1_interval", "metrics_batch"):
@@ -143,6 +144,8 @@ class TrainConfig:
             raise ConfigError(
                 f"nan_rollbacks must be >= 0 and nan_lr_factor in (0, 1], got {self.nan_rollbacks}, {self.nan_lr_factor}"
             )
+        if self.ema_kimg < 0:
+            raise ConfigError(f"ema_kimg must be >= 0 (0: no EMA, G_ema follows G), got {self.ema_kimg}")
         if self.r1_gamma < 0:
             raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):

@@ -154,6 +154,33 @@ def test_gradient_accumulation_equals_one_big_batch():
         torch.testing.assert_close(stats_big[key], stats_acc[key], rtol=1e-4, atol=1e-6)
 
 
+def test_shared_fakes_run_g_once_and_leave_the_d_step_unchanged():
+    """With shared_fakes the G step reuses the D step's fakes: one G forward per step instead of two, the same D update."""
+    reals = torch.rand(16, 3, 16, 16) * 2 - 1
+    results = {}
+    for shared in (False, True):
+        cfg = tiny_config(shared_fakes=shared)
+        s = build_state(cfg, torch.device("cpu"))
+        calls = []
+        s.G.register_forward_hook(lambda *_: calls.append(1))
+        g_before = [p.clone() for p in s.G.parameters()]
+        training_step(s, reals, cfg, micro_batch=8)
+        assert all(p.grad is not None for p in s.G.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(g_before, s.G.parameters()))
+        results[shared] = (len(calls), [p.detach().clone() for p in s.D.parameters()])
+    assert results[False][0] == 4 and results[True][0] == 2  # two micro-batches
+    for a, b in zip(results[False][1], results[True][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_ema_kimg_zero_makes_g_ema_a_copy_of_g():
+    cfg = tiny_config(ema_kimg=0.0)
+    s = build_state(cfg, torch.device("cpu"))
+    training_step(s, torch.rand(16, 3, 16, 16) * 2 - 1, cfg, micro_batch=16)
+    for a, b in zip(s.G_ema.parameters(), s.G.parameters()):
+        assert torch.equal(a, b)
+
+
 def coloured_squares(n: int, seed: int = 0) -> torch.Tensor:
     """Tiny data set: a bright orange square somewhere on a dark blue background, (N, 3, 16, 16) in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)

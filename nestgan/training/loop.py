@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from nestgan.augment import DiffAugment
 from nestgan.checkpoint import load_checkpoint, save_checkpoint
@@ -85,8 +86,8 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         G=G,
         D=D,
         G_ema=G_ema,
-        opt_G=torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas),
-        opt_D=torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas),
+        opt_G=adam(G, cfg.lr_g, betas, device),
+        opt_D=adam(D, cfg.lr_d, betas, device),
         scaler_G=torch.amp.GradScaler(device.type, enabled=fp16),
         scaler_D=torch.amp.GradScaler(device.type, enabled=fp16),
         augment=DiffAugment(cfg.augment, seed=stream_seed(cfg.seed, rank, AUGMENT_STREAM)),
@@ -95,6 +96,11 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         D_forward=torch.compile(D) if cfg.compile else D,
         precision=precision,
     )
+
+
+def adam(module: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass over all parameters) where torch has it for the device."""
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -111,7 +117,10 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
     """One D step and one G step on this rank's share of the batch, reals (B_rank, 3, R, R) in [-1, 1].
 
     The share is processed in micro-batches of `micro_batch` whose gradients accumulate; ranks then
-    average their gradients, so the update equals one step on the whole batch. Returns detached scalars.
+    average their gradients, so the update equals one step on the whole batch. With cfg.shared_fakes the G step
+    reuses the D step's fakes and their graph (one G forward per step, as the DCGAN reference does) instead of
+    drawing new ones. Each phase runs in a named profiler scope (nestgan.step_profile reads them). Returns
+    detached scalars.
     """
     device = reals.device
     chunks = reals.split(micro_batch)
@@ -123,48 +132,66 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         stats[name] = stats.get(name, 0) + value.detach().float() / accum
 
     # D step: push real logits up and fake logits down; every 16th step also R1 on the (augmented) reals.
-    s.G.requires_grad_(False)
+    s.G.requires_grad_(cfg.shared_fakes)  # the shared fakes keep their graph for the G step
     s.D.requires_grad_(True)
     s.opt_D.zero_grad(set_to_none=True)
     D_forward = s.D if do_r1 else s.D_forward  # double backward (R1) does not run through torch.compile
+    fakes = []
     for real, z in zip(chunks, sample_z(s, reals.shape[0], device).split(micro_batch)):
-        with torch.no_grad(), autocast(device, s.precision):
-            fake = s.G_forward(z)
+        with record_function("G_forward"), torch.set_grad_enabled(cfg.shared_fakes), autocast(device, s.precision):
+            fakes.append(s.G_forward(z))
         real = real.detach().requires_grad_(do_r1)
         with autocast(device, s.precision):
-            real_logits = D_forward(s.augment(real))
-            fake_logits = D_forward(s.augment(fake))
+            with record_function("augment"):
+                real_aug, fake_aug = s.augment(real), s.augment(fakes[-1].detach())
+            with record_function("D_forward"):
+                real_logits = D_forward(real_aug)
+                fake_logits = D_forward(fake_aug)
         loss = d_loss(cfg.loss, real_logits, fake_logits)
         add("loss_d", loss)
         add("d_real", real_logits.float().mean())
         add("d_fake", fake_logits.float().mean())
         if do_r1:
-            penalty = r1_penalty(real_logits, real, s.scaler_D.get_scale() if s.scaler_D.is_enabled() else 1.0)
+            with record_function("R1"):
+                penalty = r1_penalty(real_logits, real, s.scaler_D.get_scale() if s.scaler_D.is_enabled() else 1.0)
             add("r1", penalty)
             loss = loss + penalty * (cfg.r1_gamma / 2 * cfg.r1_interval)  # lazy: scaled by how rarely it runs
-        s.scaler_D.scale(loss / accum).backward()
-    distributed.average_gradients(s.D)
-    s.scaler_D.step(s.opt_D)
-    s.scaler_D.update()
+        with record_function("D_backward"):  # R1's second-order backward included on R1 steps
+            s.scaler_D.scale(loss / accum).backward()
+    with record_function("D_optimizer"):
+        distributed.average_gradients(s.D)
+        s.scaler_D.step(s.opt_D)
+        s.scaler_D.update()
 
     # G step: make D call the (augmented) fakes real.
     s.G.requires_grad_(True)
     s.D.requires_grad_(False)
     s.opt_G.zero_grad(set_to_none=True)
-    for z in sample_z(s, reals.shape[0], device).split(micro_batch):
+    if not cfg.shared_fakes:
+        fakes = []
+        for z in sample_z(s, reals.shape[0], device).split(micro_batch):
+            with record_function("G_forward"), autocast(device, s.precision):
+                fakes.append(s.G_forward(z))
+    for fake in fakes:
         with autocast(device, s.precision):
-            fake_logits = s.D_forward(s.augment(s.G_forward(z)))
+            with record_function("augment"):
+                fake_aug = s.augment(fake)
+            with record_function("D_forward"):
+                fake_logits = s.D_forward(fake_aug)
         loss = g_loss(cfg.loss, fake_logits)
         add("loss_g", loss)
-        s.scaler_G.scale(loss / accum).backward()
-    distributed.average_gradients(s.G)
-    s.scaler_G.step(s.opt_G)
-    s.scaler_G.update()
+        with record_function("G_backward"):  # through D (input gradients only) into G
+            s.scaler_G.scale(loss / accum).backward()
+    with record_function("G_optimizer"):
+        distributed.average_gradients(s.G)
+        s.scaler_G.step(s.opt_G)
+        s.scaler_G.update()
     s.D.requires_grad_(True)
 
     s.images_seen += cfg.batch
     s.step += 1
-    update_ema(s.G_ema, s.G, ema_beta(cfg.batch, cfg.ema_kimg, s.images_seen, cfg.ema_rampup))
+    with record_function("EMA"):
+        update_ema(s.G_ema, s.G, ema_beta(cfg.batch, cfg.ema_kimg, s.images_seen, cfg.ema_rampup))
     return stats
 
 
