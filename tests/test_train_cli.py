@@ -96,7 +96,7 @@ def test_generator_overrides_follow_a_resolution_change_but_not_another_generato
     assert cfg["generator"]["arch"] == "conv" and "upsample" not in cfg["generator"]
 
 
-SHIPPED_CONFIGS = sorted((REPO / "configs").glob("*.toml")) + sorted((REPO / "configs" / "study").glob("*.toml"))
+SHIPPED_CONFIGS = [path for folder in ("", "study", "recipes") for path in sorted((REPO / "configs" / folder).glob("*.toml"))]
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
