@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from nestgan.cli import resolve_device, user_errors_as_exit
-from nestgan.config import DISCRIMINATORS, TrainConfig, cpu_has_native_bf16
+from nestgan.config import DISCRIMINATORS, TrainConfig, cpu_has_native_bf16, load_config
 from nestgan.errors import ConfigError
 from nestgan.networks import build_generator, generator_preset
 from nestgan.networks.summary import count_parameters, forward_flops
@@ -138,15 +138,19 @@ def matmul_call(size: int, precision: str, device: torch.device) -> tuple[Callab
     return (lambda: torch.mm(a, b)), 2 * size**3
 
 
+def training_call_of(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """One real training step (D step, G step, EMA) of a fresh state of `cfg` on a fixed batch of random 'reals'."""
+    state = build_state(cfg, device)
+    reals = torch.rand(cfg.batch, 3, cfg.resolution, cfg.resolution, device=device) * 2 - 1
+    return lambda: training_step(state, reals, cfg, micro_batch=cfg.batch)
+
+
 def training_call(preset: dict[str, Any], resolution: int, batch: int, precision: str, device: torch.device,
                   d_arch: str, d_kwargs: dict[str, Any]) -> Callable[[], Any]:
     """One real training step (D step, G step, EMA) of a fresh state on a fixed batch of random 'reals'."""
     flags = {"resolution": resolution, "g": preset["arch"], "generator": preset, "d": d_arch,
              "discriminator": d_kwargs, "batch": batch, "precision": precision, "device": device.type, "kimg": 1.0}
-    cfg = TrainConfig.from_sources({}, {}, flags)
-    state = build_state(cfg, device)
-    reals = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
-    return lambda: training_step(state, reals, cfg, micro_batch=batch)
+    return training_call_of(TrainConfig.from_sources({}, {}, flags), device)
 
 
 def _rss_bytes() -> tuple[int, int]:
@@ -311,7 +315,7 @@ def run_benchmark(
     rows: list[Row] = []
     matmul_rates: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
-    for precision in precisions:
+    for precision in precisions if nets else []:
         matmul, matmul_flops = matmul_call(matmul_size, precision, device)
         for batch in batches:
             log(f"forward: {precision} batch {batch}: {', '.join(nets)}")
@@ -355,6 +359,35 @@ def run_benchmark(
         result["loader"] = measure_loader(loader_data, sorted({g.resolution for g in nets.values()}), batches,
                                           loader_batches, device, log)
     return result
+
+
+def recipe_rates(paths: list[str], data: str, precisions: list[str], device: torch.device, repeats: int,
+                 warmup: int, log: Callable[[str], None] = _log) -> list[dict[str, Any]]:
+    """Training-step images/s of whole recipes (training configs: their own G, D, loss, batch and step), each
+    layered on the dataset preset of `data` as train_gan.py would; the recipes of one precision are timed in
+    the same rounds."""
+    rows = []
+    for precision in precisions:
+        cfgs = {path: load_config({"data": {"name": data}, "precision": precision, "device": device.type}, path)
+                for path in paths}
+        log(f"recipes: {precision}: {', '.join(Path(p).stem for p in paths)}")
+        calls = {path: training_call_of(cfg, device) for path, cfg in cfgs.items()}
+        seconds = time_interleaved(calls, repeats, warmup, device)
+        del calls
+        for path, cfg in cfgs.items():
+            rows.append({"recipe": Path(path).stem, "config": path, "data": data, "g": cfg.g, "d": cfg.d,
+                         "resolution": cfg.resolution, "batch": cfg.batch, "precision": precision,
+                         "train_images_per_s": _median_rate(cfg.batch, seconds[path]), "train_seconds": seconds[path]})
+    return rows
+
+
+def recipe_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| recipe | G | D | px | batch | precision | train img/s | vs first recipe |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        first = next(x for x in rows if x["precision"] == r["precision"])
+        lines.append(f"| {r['recipe']} | {r['g']} | {r['d']} | {r['resolution']} | {r['batch']} | {r['precision']} "
+                     f"| {_rate(r['train_images_per_s'])} | {r['train_images_per_s'] / first['train_images_per_s']:.2f}x |")
+    return lines
 
 
 def measure_loader(data: tuple[str, str | None], resolutions: list[int], batches: list[int], n_batches: int,
@@ -455,6 +488,9 @@ def markdown_report(result: dict[str, Any], pairs: list[tuple[str, str]] = ()) -
         out += ["", "| top op | calls | ms | share | category |", "|---|---|---|---|---|"]
         out += [f"| `{o['op']}` | {o['calls']} | {o['ms']:.1f} | {100 * o['share']:.1f}% | {o['category']} |"
                 for o in p["top_ops"]]
+    if result.get("recipes"):
+        out += ["", "Training step of whole recipes (each its own G, D, loss and batch; timed in the same rounds):", "",
+                *recipe_lines(result["recipes"])]
     if result.get("loader"):
         out += ["", "Data loading (BatchIterator alone, prepared cache, xflip):", "",
                 "| data | px | batch | loader img/s |", "|---|---|---|---|"]
@@ -507,7 +543,7 @@ def write_outputs(result: dict[str, Any], out_dir: Path, tag: str, pairs: list[t
     written = [out_dir / f"{tag}.json", out_dir / f"{tag}.md"]
     written[0].write_text(json.dumps(result, indent=1) + "\n")
     written[1].write_text(markdown_report(result, pairs))
-    if plot:
+    if plot and result["rows"]:
         if plot_throughput(result, out_dir / f"{tag}.png"):
             written.append(out_dir / f"{tag}.png")
         else:
@@ -545,7 +581,7 @@ def _pairs(texts: tuple[str, ...], generators: dict[str, Any]) -> list[tuple[str
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--generators", default="nest-32,nest-64,nest-128,transgan-64,transgan-64-matched,conv-64",
               show_default=True, help="Comma-separated generator presets (configs/generators) or benchmark extras "
-              f"({', '.join(EXTRA_GENERATORS)}).")
+              f"({', '.join(EXTRA_GENERATORS)}), or none.")
 @click.option("--batch", default="16", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--precision", default="fp32,bf16", show_default=True, help="Comma-separated: fp32, bf16, fp16 (CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
@@ -558,6 +594,9 @@ def _pairs(texts: tuple[str, ...], generators: dict[str, Any]) -> list[tuple[str
 @click.option("--profile", is_flag=True, help="torch.profiler breakdown of one forward per row.")
 @click.option("--matmul-size", type=int, default=1024, show_default=True, help="Side of the reference matmul.")
 @click.option("--ratio", "ratios", multiple=True, help="A:B, report images/s of A over B (repeatable).")
+@click.option("--recipes", default=None, help="Comma-separated training configs (e.g. configs/recipes/dcgan.toml) whose "
+              "whole training steps are timed in the same rounds.")
+@click.option("--recipe-data", default="shapes", show_default=True, help="Dataset preset the --recipes layer on.")
 @click.option("--data", default=None, help="Also time the data loader alone on this dataset (e.g. celeba).")
 @click.option("--data-dir", default=None, help="Where --data lives.")
 @click.option("--out", default="bench", show_default=True, help="Output folder.")
@@ -565,9 +604,9 @@ def _pairs(texts: tuple[str, ...], generators: dict[str, Any]) -> list[tuple[str
 @user_errors_as_exit
 def main(generators: str, batch: str, precision: str, device: str, threads: int, repeats: int, warmup: int,
          train: bool, d_arch: str, memory: bool, profile: bool, matmul_size: int, ratios: tuple[str, ...],
-         data: str | None, data_dir: str | None, out: str, tag: str) -> None:
+         recipes: str | None, recipe_data: str, data: str | None, data_dir: str | None, out: str, tag: str) -> None:
     """Generator throughput, FLOP/s, share of the matmul rate, memory and training-step speed."""
-    presets = resolve_generators(_items("generators", generators))
+    presets = {} if generators == "none" else resolve_generators(_items("generators", generators))
     pairs = _pairs(ratios, presets)
     precisions = _items("precision", precision)
     if d_arch not in DISCRIMINATORS:
@@ -579,6 +618,9 @@ def main(generators: str, batch: str, precision: str, device: str, threads: int,
     result = run_benchmark(presets, _positive_ints("batch", batch), precisions, resolve_device(device),
                            repeats=repeats, warmup=warmup, train=train, memory=memory, profile=profile,
                            matmul_size=matmul_size, d_arch=d_arch, loader_data=(data, data_dir) if data else None)
+    if recipes:
+        result["recipes"] = recipe_rates(_items("recipes", recipes), recipe_data, precisions,
+                                         resolve_device(device), repeats, warmup)
     for path in write_outputs(result, Path(out), tag, pairs):
         click.echo(f"wrote {path}")
     click.echo(markdown_report(result, pairs))

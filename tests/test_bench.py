@@ -102,3 +102,24 @@ def test_bad_cli_input_is_one_line_and_exit_2(args, message):
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert result.output.startswith("error: ") and message in result.output
+
+
+def test_recipes_are_timed_as_whole_training_steps(tmp_path):
+    """--recipes times each training config's own step (its G, D, batch): a DCGAN row beside a NesT one."""
+    nest = tmp_path / "tiny-nest.toml"
+    nest.write_text('resolution = 16\nbatch = 4\nd = "dcgan"\nshared_fakes = true\n[generator]\narch = "nest"\n'
+                    'z_dim = 16\ninit_size = 4\nblock_size = 4\nwidths = [16, 8, 8]\ndepths = [1, 1, 1]\n'
+                    'heads = [2, 1, 1]\n')  # 16 px
+    dcgan = tmp_path / "tiny-dcgan.toml"
+    dcgan.write_text('resolution = 32\nbatch = 8\ng = "dcgan"\nd = "dcgan"\n[generator]\nngf = 8\n'
+                     '[discriminator]\nnorm = "batch"\nchannel_base = 8\n')
+    result = CliRunner().invoke(main, ["--generators", "none", "--recipes", f"{nest},{dcgan}", "--precision", "fp32",
+                                       "--repeats", "1", "--warmup", "0", "--no-memory", "--out", str(tmp_path),
+                                       "--tag", "recipes"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "recipes.json").read_text())["recipes"]
+    assert [(r["recipe"], r["g"], r["batch"]) for r in rows] == [("tiny-nest", "nest", 4), ("tiny-dcgan", "dcgan", 8)]
+    assert all(r["train_images_per_s"] > 0 and len(r["train_seconds"]) == 1 for r in rows)
+    report = (tmp_path / "recipes.md").read_text()
+    assert "| tiny-dcgan | dcgan | dcgan | 32 | 8 | fp32 |" in report and "1.00x" in report
+    assert not (tmp_path / "recipes.png").exists()  # no generator rows, no throughput plot
