@@ -56,6 +56,8 @@ def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
     """Train a GAN with a transposed-NesT (or TransGAN / conv) generator."""
     flags = flags_to_config(options)
     cfg = load_config(flags, config_file, world_size=world_from_env().world_size)
+    for table in cfg.cpu_tables:
+        click.echo(f"on this CPU the CPU recipe applies: {table} (--device cuda keeps the GPU values)", err=True)
     if dry_run:
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return

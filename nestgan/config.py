@@ -12,6 +12,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nestgan.cli import resolve_device
@@ -85,6 +86,9 @@ class TrainConfig:
     outdir: str = "runs"
     resume: str | None = None  # "latest", a checkpoint path, or None
     dist_timeout_s: float = 1800.0  # collectives (and process-group start) give up after this long
+    # Set by load_config, not by a config source: the [cpu] tables that replaced GPU-sized keys, as
+    # "<file> [cpu]: key, key", recorded in config.json so that a run says which recipe it trained with.
+    cpu_tables: list[str] = field(default_factory=list, init=False)
 
     @classmethod
     def from_sources(
@@ -238,16 +242,18 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     preset = read_toml(preset_path) if preset_path.is_file() else {}
     device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
     on_cpu = resolve_device(device).type == "cpu"
-    preset = _apply_cpu_table(preset, on_cpu, f"preset {preset_path}")
-    file = _apply_cpu_table(file, on_cpu, "config file")  # so a copy of a preset works as a --config file
-    return TrainConfig.from_sources(preset, file, flags, world_size)
-
-
-def _apply_cpu_table(layer: dict[str, Any], on_cpu: bool, source: str) -> dict[str, Any]:
-    """A layer's [cpu] table replaces GPU-sized keys (such as a FID that would take most of an hour) on a CPU."""
-    cpu_keys = _table(layer, "cpu", source)
-    layer = {k: v for k, v in layer.items() if k != "cpu"}
-    return {**layer, **cpu_keys} if on_cpu else layer
+    applied = []
+    layers = []
+    for layer, source in ((preset, preset_path), (file, config_file)):  # a copy of a preset works as a --config file
+        cpu_keys = _table(layer, "cpu", str(source))
+        layer = {k: v for k, v in layer.items() if k != "cpu"}
+        if on_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
+            layer = {**layer, **cpu_keys}
+            applied.append(f"{Path(source).as_posix()} [cpu]: {', '.join(cpu_keys)}")
+        layers.append(layer)
+    cfg = TrainConfig.from_sources(*layers, flags, world_size)
+    cfg.cpu_tables = applied
+    return cfg
 
 
 def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -260,7 +266,7 @@ def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:
 def _check_keys(cls: type, layer: dict[str, Any], source: str, prefix: str = "") -> None:
     """Unknown keys and wrong types in one source -> ConfigError naming the key."""
     hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
     for key, value in layer.items():
         if key not in known:
             raise ConfigError(f"{source}: unknown config key '{prefix}{key}' (known: {', '.join(known)})")

@@ -47,7 +47,7 @@ def run_cli(*args: str):
 def dry_run(*args: str) -> dict:
     result = run_cli("--dry-run", *args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # a note on which [cpu] table applies goes to stderr
 
 
 def test_dry_run_prints_the_default_config():
@@ -73,7 +73,10 @@ def test_flags_override_config_file_override_preset(tmp_path):
 
 
 def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
-    assert dry_run("--data", "celeba", "--device", "cpu")["metrics"] == ["fid1k"]  # [cpu] of configs/celeba.toml
+    cfg = dry_run("--data", "celeba", "--device", "cpu")
+    assert cfg["metrics"] == ["fid1k"]  # [cpu] of configs/celeba.toml
+    assert len(cfg["cpu_tables"]) == 1 and cfg["cpu_tables"][0].startswith(f"{(REPO / 'configs').as_posix()}/celeba.toml [cpu]: ")
+    assert "the CPU recipe applies: " in run_cli("--dry-run", "--data", "celeba", "--device", "cpu").stderr
     assert dry_run("--data", "celeba", "--device", "cpu", "--metrics", "fid10k")["metrics"] == ["fid10k"]
     assert "cpu" not in dry_run("--data", "celeba")
 

@@ -381,11 +381,15 @@ def describe(cfg, s, dataset, world, device, micro_batch, run, log) -> None:
 
     log(f"run dir    {run.path if run else '-'}")
     log(f"data       {cfg.data.name} ({len(dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
+    for table in cfg.cpu_tables:
+        log(f"recipe     the CPU recipe: {table} (--device cuda keeps the GPU values)")
     log(f"networks   G {cfg.g} {params(s.G)} params, D {cfg.d} {params(s.D)} params")
     log(
-        f"training   {cfg.kimg:g} kimg, batch {cfg.batch} = {world.world_size} device(s) x "
+        f"training   {cfg.kimg:g} kimg{f' or {cfg.minutes:g} minutes' if cfg.minutes else ''}, "
+        f"batch {cfg.batch} = {world.world_size} device(s) x "
         f"{cfg.batch // world.world_size // micro_batch} x {micro_batch}, {s.precision} on {device}"
         f"{', compiled' if cfg.compile else ''}, loss {cfg.loss}, augment '{cfg.augment}'"
+        f"{', shared fakes' if cfg.shared_fakes else ''}"
     )
 
 
