@@ -19,6 +19,7 @@ from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, append_metric_line, evaluate_metrics, parse_metric_name
+from nestgan.threads import choose_threads
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -32,7 +33,7 @@ from nestgan.metrics import METRIC_GRAMMAR, append_metric_line, evaluate_metrics
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
               help="Arithmetic inside Inception (float64: slower, a hair more exact).")
-@click.option("--threads", type=int, help="CPU threads for torch ops [torch default].")
+@click.option("--threads", type=int, help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated images' latents.")
 @click.option("--cache-dir", type=str, help="Prepared data / reference statistics [checkpoint's, $NESTGAN_CACHE or ~/.cache/nestgan].")
 @click.option("--out", type=str, help="Append the json lines here instead of metric-<name>.jsonl next to --ckpt.")
@@ -58,10 +59,7 @@ def main(
     specs = [parse_metric_name(name) for name in metrics.split(",") if name.strip()]
     if not specs:
         raise ConfigError(f"--metrics is empty; metric names are {METRIC_GRAMMAR}")
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be positive, got {threads}")
-        torch.set_num_threads(threads)
+    choose_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch_device = resolve_device(device)

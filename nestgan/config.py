@@ -82,7 +82,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (emulated bf16 is far slower), else fp32
     device: str = "auto"
     compile: bool = False
-    threads: int = 0  # CPU threads for torch ops; 0: torch's default (batches come from a memory map, no workers)
+    threads: int = 0  # CPU threads for torch ops; 0: one per usable CPU left free by other processes (nestgan.threads)
     outdir: str = "runs"
     resume: str | None = None  # "latest", a checkpoint path, or None
     dist_timeout_s: float = 1800.0  # collectives (and process-group start) give up after this long
@@ -111,6 +111,8 @@ class TrainConfig:
                     merged["data"] = {**merged.get("data", {}), **value}
                 else:
                     merged[key] = value
+        for derived in (f.name for f in dataclasses.fields(cls) if not f.init):
+            merged.pop(derived, None)  # recomputed, not taken from a source (a copied config may carry it)
         data = DataConfig(**merged.pop("data", {}))
         cfg = cls(data=data, **merged)
         cfg.generator = resolve_generator(cfg.g, cfg.resolution, cfg.generator)
@@ -266,7 +268,7 @@ def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:
 def _check_keys(cls: type, layer: dict[str, Any], source: str, prefix: str = "") -> None:
     """Unknown keys and wrong types in one source -> ConfigError naming the key."""
     hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    known = [f.name for f in dataclasses.fields(cls)]
     for key, value in layer.items():
         if key not in known:
             raise ConfigError(f"{source}: unknown config key '{prefix}{key}' (known: {', '.join(known)})")

@@ -25,6 +25,7 @@ from nestgan.checkpoint import load_generator
 from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.data import load_training_data
 from nestgan.errors import ConfigError
+from nestgan.threads import choose_threads
 from nestgan.metrics.fidelity import generated_batches
 
 
@@ -61,16 +62,14 @@ def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated images' latents.")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for torch ops [torch default].")
+@click.option("--threads", type=int,
+              help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @user_errors_as_exit
 def main(ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, device: str, threads: int | None) -> None:
     """Print the generated/real power spectrum and step profile of each checkpoint as markdown tables."""
     if n < 1 or batch < 1 or period < 2:
         raise ConfigError(f"--n and --batch must be positive and --period at least 2 (got {n}, {batch}, {period})")
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be positive, got {threads}")
-        torch.set_num_threads(threads)
+    choose_threads(threads)
     torch_device = resolve_device(device)
     runs = [_generated(ckpt, n, batch, torch_device, seed) for ckpt in ckpts]
     resolution = runs[0][0].shape[-1]

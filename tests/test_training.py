@@ -23,7 +23,7 @@ TINY_D = {"channel_base": 256, "channel_max": 32}
 
 def tiny_config(**overrides) -> TrainConfig:
     flags = {"resolution": 16, "generator": TINY_G, "discriminator": TINY_D, "batch": 16, "precision": "fp32",
-             "kimg": 1.0, **overrides}
+             "kimg": 1.0, "threads": 1, **overrides}  # a fixed thread count: exact resume depends on it
     return TrainConfig.from_sources({}, {}, flags)
 
 

@@ -33,6 +33,7 @@ from nestgan.networks import build_discriminator, build_generator
 from nestgan.training import distributed
 from nestgan.training.distributed import World
 from nestgan.training.ema import ema_beta, update_ema
+from nestgan.threads import ThreadGovernor
 from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp
 
 GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
@@ -316,8 +317,9 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     from nestgan.data import load_dataset
     from nestgan.data.loader import BatchIterator
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = ThreadGovernor(cfg.threads)
+    if device.type == "cpu":
+        threads.start()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -371,11 +373,12 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         if run:
             # 'latest' names whichever run was newest then; the run directory keeps the checkpoint it really was.
             run.write_json("config.json", {**cfg.to_dict(), "resume": str(resume_path) if resume_path else None})
-        describe(cfg, s, dataset, world, device, micro_batch, run, log)
-        return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log, last_good=resume_path)
+        describe(cfg, s, dataset, world, device, micro_batch, run, log, threads)
+        return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log, last_good=resume_path,
+                     threads=threads if device.type == "cpu" else None)
 
 
-def describe(cfg, s, dataset, world, device, micro_batch, run, log) -> None:
+def describe(cfg, s, dataset, world, device, micro_batch, run, log, threads: ThreadGovernor) -> None:
     def params(m: nn.Module) -> str:
         return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
 
@@ -391,6 +394,9 @@ def describe(cfg, s, dataset, world, device, micro_batch, run, log) -> None:
         f"{', compiled' if cfg.compile else ''}, loss {cfg.loss}, augment '{cfg.augment}'"
         f"{', shared fakes' if cfg.shared_fakes else ''}"
     )
+    if device.type == "cpu":
+        how = "fixed" if threads.fixed else f"of {threads.limit} usable CPUs, re-checked every tick"
+        log(f"threads    {torch.get_num_threads()} ({how})")
 
 
 class TickStats:
@@ -410,7 +416,7 @@ class TickStats:
 
 
 def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch: int, run: RunDir | None, log,
-          last_good: Path | None):
+          last_good: Path | None, threads: ThreadGovernor | None):
     total = int(cfg.kimg * 1000)
     budget_s = cfg.minutes * 60 if cfg.minutes is not None else None
     grid_z = torch.randn(GRID_SIZE, s.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -459,6 +465,7 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
                 "img_per_s": nimg / seconds,
                 **means,
                 "peak_mem_gib": peak_memory_bytes(device) / 2**30,
+                "threads": torch.get_num_threads(),
                 "lr_g": s.opt_G.param_groups[0]["lr"],
                 "lr_d": s.opt_D.param_groups[0]["lr"],
                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -472,6 +479,11 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
                 if writer:
                     for k in ("img_per_s", "sec_per_kimg", *means, "peak_mem_gib"):
                         writer.add_scalar(f"train/{k}", record[k], s.images_seen)
+
+            change = threads.adjust() if threads else None
+            if change:
+                log(f"threads    {change[0]} -> {change[1]}: other processes keep about "
+                    f"{threads.limit - change[1]} of {threads.limit} usable CPUs busy")
 
             if done or s.tick % cfg.snap == 0:
                 # A weight update can turn non-finite after the step's losses were computed: never save that.
