@@ -21,6 +21,12 @@ def _deterministic_small_cpu():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny ops on a busy machine: a second OpenMP thread waits on the scheduler far longer than it computes."""
+    torch.set_num_threads(1)  # _deterministic_small_cpu gives the count back
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the shared real-image folder; skipped only outside CI when it is absent."""

@@ -18,13 +18,7 @@ TINY_TRANSGAN = {"arch": "transgan", "z_dim": 16, "init_size": 4, "widths": [32,
 TINY_D = {"channel_base": 64, "channel_max": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on a busy machine: a second OpenMP thread waits on the scheduler far longer than it computes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def transformer_layer_flops(tokens: int, dim: int, mlp_ratio: int = 4) -> int:

@@ -15,12 +15,7 @@ TINY = {"resolution": 16, "batch": 4, "kimg": 1.0, "precision": "fp32", "r1_inte
         "discriminator": {"channel_base": 64, "channel_max": 16}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("shared_fakes", [False, True])
