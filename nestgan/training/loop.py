@@ -30,10 +30,10 @@ from nestgan.config import TrainConfig
 from nestgan.errors import ConfigError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
+from nestgan.threads import ThreadGovernor
 from nestgan.training import distributed
 from nestgan.training.distributed import World
 from nestgan.training.ema import ema_beta, update_ema
-from nestgan.threads import ThreadGovernor
 from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp
 
 GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
