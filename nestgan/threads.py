@@ -53,6 +53,14 @@ def _busy_seconds(cpus: set[int]) -> float | None:
     return busy / hz
 
 
+def _omp_num_threads() -> int:
+    """The thread count OMP_NUM_THREADS fixes ("4", or "4,2" for nested levels: 4), or 0 where unset or unreadable."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0]))
+    except ValueError:
+        return 0
+
+
 def _own_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -66,7 +74,7 @@ class ThreadGovernor:
     """
 
     def __init__(self, threads: int = 0) -> None:
-        self.fixed = threads or (int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS") else 0)
+        self.fixed = threads or _omp_num_threads()
         self.cpus = usable_cpus()
         self.limit = min(len(self.cpus), cpu_quota() or len(self.cpus))
         self._last = self._sample()

@@ -72,3 +72,10 @@ def test_usable_cpus_are_this_process_affinity():
     cpus = usable_cpus()
     assert cpus and all(isinstance(c, int) for c in cpus)
     assert ThreadGovernor(1).limit <= len(cpus)
+
+
+@pytest.mark.parametrize(("value", "fixed"), [("3", 3), ("4,2", 4), ("", 0), ("many", 0)])
+def test_omp_num_threads_is_read_leniently(monkeypatch, value, fixed):
+    FakeMachine(monkeypatch)
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert ThreadGovernor().fixed == fixed
