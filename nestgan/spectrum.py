@@ -25,8 +25,8 @@ from nestgan.checkpoint import load_generator
 from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.data import load_training_data
 from nestgan.errors import ConfigError
-from nestgan.threads import choose_threads
 from nestgan.metrics.fidelity import generated_batches
+from nestgan.threads import choose_threads
 
 
 def power_spectrum(images: torch.Tensor) -> torch.Tensor:

@@ -87,12 +87,16 @@ class ResNetDiscriminator(nn.Module):
         return self.out(x).squeeze(1)
 
 
+DCGAN_NORMS = ("none", "batch", "spectral")
+
+
 class DCGANDiscriminator(nn.Module):
     """Strided 4x4 convs halving the map down to 4x4, LeakyReLU 0.2, a 4x4 valid conv to one logit.
 
     norm: "batch" is the DCGAN paper's discriminator (BatchNorm after every conv but the first and the last, the
-    paper's N(0, 0.02) initialisation, convs without biases as in the PyTorch reference); "spectral" spectrally normalises every conv
-    (SNGAN); "none" has neither, with He initialisation so that the logits depend on the image from the start.
+    paper's N(0, 0.02) initialisation, convs without biases as in the PyTorch reference); "spectral" spectrally
+    normalises every conv (SNGAN); "none" has neither, with He initialisation so that the logits depend on the
+    image from the start.
     """
 
     def __init__(self, resolution: int, channel_base: int = 64, channel_max: int = 512, norm: str = "none") -> None:
@@ -119,5 +123,3 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()
 
-
-DCGAN_NORMS = ("none", "batch", "spectral")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,13 +23,11 @@ class Attention(nn.Module):
         b, n, c = x.shape
         # (b, n, 3c) -> (3, b, heads, n, c/heads)
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
-            # (NesT's blocks of 16 tokens): 463 against 55 ms for 2048 blocks x 4 heads on an AVX512-BF16 CPU.
-            with sdpa_kernel(SDPBackend.MATH):
-                x = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, c/heads)
-        else:
-            x = F.scaled_dot_product_attention(q, k, v)
+        # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
+        # (NesT's blocks of 16 tokens): 463 against 55 ms for 2048 blocks x 4 heads on an AVX512-BF16 CPU.
+        cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
+        with sdpa_kernel(SDPBackend.MATH) if cpu_bf16 else contextlib.nullcontext():
+            x = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, c/heads)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
