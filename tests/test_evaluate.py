@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from nestgan.commands import evaluate
 from nestgan.metrics import fidelity
 from nestgan.metrics.inception_weights import CONVERTED_NAME, ENV_VAR
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-import evaluate  # noqa: E402
 
 # KID and precision/recall on 10 images: real Inception features, cached reference, json lines; cheap on a CPU.
 # (FID of 2048-d statistics needs a 2048 x 2048 eigen-decomposition, about a minute on a busy 2-core machine;

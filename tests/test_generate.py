@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-import generate  # noqa: E402
+from nestgan.commands import generate
 
 
 @pytest.fixture(scope="module")

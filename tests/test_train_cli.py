@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from nestgan.commands import train as train_gan
 from nestgan.training.rundir import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-import train_gan  # noqa: E402
 
 TINY_TOML = """
 resolution = 16

@@ -1,0 +1,171 @@
+"""Generate images from a checkpoint: python generate.py --ckpt PATH [--n 64 | --seeds 0-63] [flags]; see --help.
+
+One PNG per seed (seed0000.png, ...) and grid.png; or, with --interpolate A,B, a strip of --steps images
+walking the great circle (slerp) from seed A's z to seed B's (interp-A-B.png, and interp-A-B.gif with --gif).
+Architecture and resolution come from the checkpoint. Image i is the generator's output for
+z = torch.randn(z_dim) drawn from a CPU torch.Generator seeded with seed i, so a seed always gives the
+same z, and the same image on the same device. --trunc PSI redraws every z component outside [-PSI, PSI]
+(BigGAN's truncation trick): smaller PSI, more typical and less varied images.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from PIL import Image
+
+from nestgan.checkpoint import load_generator
+from nestgan.cli import resolve_device, user_errors_as_exit
+from nestgan.errors import ConfigError
+from nestgan.images import image_grid
+from nestgan.metrics import quantize_images
+
+MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-63', '1,5,9' or a mix like '0-3,10' -> a list of seeds in the given order."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ConfigError(f"bad {flag} '{text}': use a range 0-63, a list 1,5,9 or a mix 0-3,10")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if last < first or last > MAX_SEED:
+            raise ConfigError(f"bad seed range '{part.strip()}' in {flag}: need A <= B <= {MAX_SEED}")
+        seeds.extend(range(first, last + 1))
+    return seeds
+
+
+def seed_latent(seed: int, z_dim: int, trunc: float | None) -> torch.Tensor:
+    """z (z_dim,) for one seed, on the CPU; with `trunc`, components outside [-trunc, trunc] are redrawn."""
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(z_dim, generator=rng)
+    if trunc is not None:
+        outside = z.abs() > trunc
+        while outside.any():
+            z[outside] = torch.randn(int(outside.sum()), generator=rng)
+            outside = z.abs() > trunc
+    return z
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (T,) x (D,) -> (T, D), with magnitudes interpolated linearly; lerp if a || b."""
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    t = t.view(-1, 1)
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+@torch.no_grad()
+def synthesize(generator: torch.nn.Module, z: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
+    """z (N, z_dim) -> uint8 images (N, R, R, 3), in batches of `batch`."""
+    out = [quantize_images(generator(chunk.to(device))).cpu() for chunk in z.split(batch)]
+    return torch.cat(out).permute(0, 2, 3, 1).numpy()
+
+
+def check_outdir(outdir: Path, names: list[str], force: bool) -> None:
+    """Refuse an unwritable folder, or one already holding any of `names` (unless force); creates the folder."""
+    clash = [name for name in names if (outdir / name).exists()]
+    if clash and not force:
+        raise ConfigError(
+            f"{outdir} already holds {clash[0]}{f' and {len(clash) - 1} more' if len(clash) > 1 else ''}; "
+            "choose another --outdir or pass --force to overwrite"
+        )
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot write to --outdir {outdir}: {e.strerror or e}") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--ckpt", required=True, type=str, help="Training checkpoint (network-snapshot-*.pt, best.pt).")
+@click.option("--n", "num", type=int, help="Number of images, seeds 0..n-1 [64].")
+@click.option("--seeds", type=str, help="Seeds instead of --n: a range 0-63, a list 1,5,9 or a mix.")
+@click.option("--outdir", type=str, help="Output folder [out/<checkpoint name>].")
+@click.option("--grid/--no-grid", default=True, show_default=True, help="Also write grid.png.")
+@click.option("--trunc", type=float, help="Truncation: redraw z components outside [-PSI, PSI].")
+@click.option("--batch", type=int, default=32, show_default=True, help="Images per generator call.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--raw", is_flag=True, help="Use the raw generator weights G instead of the EMA G_ema.")
+@click.option("--interpolate", type=str, help="A,B: slerp from seed A's z to seed B's instead of per-seed images.")
+@click.option("--steps", type=int, default=8, show_default=True, help="Images in the --interpolate strip.")
+@click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF.")
+@click.option("--force", is_flag=True, help="Overwrite existing files in --outdir.")
+@user_errors_as_exit
+def main(
+    ckpt: str,
+    num: int | None,
+    seeds: str | None,
+    outdir: str | None,
+    grid: bool,
+    trunc: float | None,
+    batch: int,
+    device: str,
+    raw: bool,
+    interpolate: str | None,
+    steps: int,
+    gif: bool,
+    force: bool,
+) -> None:
+    """Write generated images of a trained generator as PNGs."""
+    if num is not None and num <= 0:
+        raise ConfigError(f"--n must be positive, got {num}")
+    if batch <= 0:
+        raise ConfigError(f"--batch must be positive, got {batch}")
+    if trunc is not None and not trunc > 0:
+        raise ConfigError(f"--trunc must be positive, got {trunc}")
+    if gif and not interpolate:
+        raise ConfigError("--gif needs --interpolate A,B")
+    if interpolate:
+        if seeds or num is not None:
+            raise ConfigError("--interpolate A,B takes its two seeds itself; drop --n/--seeds")
+        ends = parse_seeds(interpolate, "--interpolate")
+        if len(ends) != 2 or "-" in interpolate:
+            raise ConfigError(f"--interpolate needs two seeds A,B, got '{interpolate}'")
+        if steps < 2:
+            raise ConfigError(f"--steps must be at least 2, got {steps}")
+        stem = f"interp-{ends[0]}-{ends[1]}"
+        names = [f"{stem}.png"] + ([f"{stem}.gif"] if gif else [])
+    else:
+        seed_list = parse_seeds(seeds) if seeds else list(range(64 if num is None else num))
+        if num is not None and seeds and num != len(seed_list):
+            raise ConfigError(f"--n {num} does not match the {len(seed_list)} seeds of --seeds; give one of them")
+        names = [f"seed{s:04d}.png" for s in seed_list] + (["grid.png"] if grid else [])
+
+    torch_device = resolve_device(device)
+    generator, _, _ = load_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
+    out = Path(outdir) if outdir else Path("out") / Path(ckpt).stem
+    check_outdir(out, names, force)
+
+    if interpolate:
+        a, b = (seed_latent(s, generator.z_dim, trunc) for s in ends)
+        images = synthesize(generator, slerp(a, b, torch.linspace(0, 1, steps)), batch, torch_device)
+        Image.fromarray(image_grid(images, columns=steps)).save(out / names[0])
+        if gif:
+            frames = [Image.fromarray(im) for im in images]
+            frames[0].save(out / names[1], save_all=True, append_images=frames[1:], duration=120, loop=0)
+        click.echo(f"wrote {', '.join(names)} ({steps} steps) to {out}")
+        return
+
+    z = torch.stack([seed_latent(s, generator.z_dim, trunc) for s in seed_list])
+    images = synthesize(generator, z, batch, torch_device)
+    for seed, image in zip(seed_list, images):
+        Image.fromarray(image).save(out / f"seed{seed:04d}.png")
+    if grid:
+        Image.fromarray(image_grid(images, columns=math.ceil(math.sqrt(len(images))))).save(out / "grid.png")
+    click.echo(f"wrote {len(images)} images{' and grid.png' if grid else ''} to {out}")
+
+
+if __name__ == "__main__":
+    main()

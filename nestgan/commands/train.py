@@ -1,0 +1,95 @@
+"""Train a GAN: python train_gan.py [--data shapes] [--config configs/X.toml] [flags]; see --help.
+
+Flags override the --config file, which overrides the dataset preset configs/<data>.toml.
+Multi-GPU / multi-node: torchrun --nproc_per_node=N train_gan.py ...
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from nestgan.cli import user_errors_as_exit
+from nestgan.config import DATASETS, DEVICES, DISCRIMINATORS, GENERATORS, PRECISIONS, load_config
+from nestgan.training.distributed import world_from_env
+
+
+def metric_list(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    return [] if names == ["none"] else names
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--data", type=click.Choice(DATASETS), help="Dataset (default shapes: procedural, no download).")
+@click.option("--data-dir", type=str, help="Where the dataset lives (needed for folder; optional for others).")
+@click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/*.toml).")
+@click.option("--outdir", type=str, help="Parent of the numbered run directories [runs].")
+@click.option("--kimg", type=float, help="Total training length in thousands of images.")
+@click.option("--minutes", type=float, help="Also stop after this many minutes of training (snapshots excluded).")
+@click.option("--batch", type=int, help="Images per optimiser step over all devices.")
+@click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
+@click.option("--g", type=click.Choice(GENERATORS), help="Generator family; preset <g>-<resolution>.")
+@click.option("--d", type=click.Choice(DISCRIMINATORS), help="Discriminator.")
+@click.option("--resolution", type=click.Choice(["16", "32", "64", "128"]), help="Image size in pixels.")
+@click.option("--lr-g", type=float, help="Adam learning rate of the generator.")
+@click.option("--lr-d", type=float, help="Adam learning rate of the discriminator.")
+@click.option("--r1-gamma", type=float, help="R1 penalty weight on real images (0 turns it off).")
+@click.option("--ema-kimg", type=float, help="Half-life of the generator EMA in kimg.")
+@click.option("--augment", type=str, help="DiffAugment policy, e.g. color,translation,cutout; '' turns it off.")
+@click.option("--seed", type=int, help="Random seed of weights, data order, latents and augmentation.")
+@click.option("--resume", type=str, help="'latest' (newest matching run under outdir) or a checkpoint path.")
+@click.option("--metrics", type=str, help="Comma-separated metrics at each snapshot, e.g. fid10k,kid10k, or none.")
+@click.option("--snap", type=int, help="Snapshot (samples, checkpoint, metrics) every this many ticks.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="fp32, bf16 autocast, or fp16 autocast (CUDA).")
+@click.option("--device", type=click.Choice(DEVICES), help="auto = cuda when available.")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
+@click.option("--download/--no-download", default=None, help="Download the dataset when it is missing.")
+@click.option("--split", type=str, help="Dataset split [train].")
+@click.option("--xflip/--no-xflip", default=None, help="Random horizontal flips of the real images.")
+@click.option("--threads", "--workers", "threads", type=int,
+              help="CPU threads for torch ops [one per usable CPU that other processes leave free, re-checked every tick].")
+@click.option("--cache-dir", type=str, help="Prepared-dataset / FID-statistics cache [$NESTGAN_CACHE or ~/.cache/nestgan].")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config as JSON and exit.")
+@user_errors_as_exit
+def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
+    """Train a GAN with a transposed-NesT (or TransGAN / conv) generator."""
+    flags = flags_to_config(options)
+    cfg = load_config(flags, config_file, world_size=world_from_env().world_size)
+    if dry_run:
+        for table in cfg.cpu_tables:  # on stderr: stdout stays one JSON document
+            click.echo(f"on this CPU the CPU recipe applies: {table} (--device cuda keeps the GPU values)", err=True)
+        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    from nestgan.training import train
+
+    train(cfg)
+
+
+def flags_to_config(options: dict[str, Any]) -> dict[str, Any]:
+    """Given flags (None = not given) -> a config layer shaped like TrainConfig."""
+    data_keys = {"data": "name", "data_dir": "data_dir", "split": "split", "xflip": "xflip",
+                 "download": "download", "cache_dir": "cache_dir"}
+    layer: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in data_keys:
+            data[data_keys[key]] = value
+        elif key == "metrics":
+            layer["metrics"] = metric_list(value)
+        elif key == "resolution":
+            layer["resolution"] = int(value)
+        elif key == "compile_":
+            layer["compile"] = value
+        else:
+            layer[key] = value
+    if data:
+        layer["data"] = data
+    return layer
+
+
+if __name__ == "__main__":
+    main()
