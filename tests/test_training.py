@@ -244,6 +244,23 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     assert [r["kimg"] for r in stats] == [0.064, 0.128]
 
 
+def test_a_tick_0_line_comes_after_the_first_step_before_the_first_tick(tmp_path):
+    """Like StyleGAN2-ADA: a line after the first step (kimg, its time, memory, when the next line comes), then
+    the ticks as before; tick 0 is only a console line, not a stats.jsonl record."""
+    torch.set_num_threads(1)
+    cfg = tiny_config(kimg=0.064, outdir=str(tmp_path / "runs"), tick_kimg=0.032, snap=1000,
+                      data={"max_images": 256, "cache_dir": str(tmp_path / "cache")})
+    run_dir = train(cfg)
+    lines = (run_dir / "log.txt").read_text().splitlines()
+    ticks = [line.split()[:4] for line in lines if line.startswith("tick ")]
+    assert ticks == [["tick", "0", "kimg", "0.02/0.064"], ["tick", "1", "kimg", "0.03/0.064"],
+                     ["tick", "2", "kimg", "0.06/0.064"]]
+    first = next(line for line in lines if line.startswith("tick 0"))
+    assert "first step " in first and " GiB" in first and first.endswith("next line at kimg 0.032")
+    assert lines.index(first) < next(i for i, line in enumerate(lines) if line.startswith("tick 1"))
+    assert [json.loads(ln)["tick"] for ln in (run_dir / "stats.jsonl").open()] == [1, 2]
+
+
 def test_minutes_budget_stops_early_with_a_snapshot_and_counts_over_resumes(tmp_path):
     torch.set_num_threads(1)
     cfg = tiny_config(kimg=1000.0, minutes=0.05, outdir=str(tmp_path / "runs"), tick_kimg=0.032, snap=1000,
@@ -255,6 +272,8 @@ def test_minutes_budget_stops_early_with_a_snapshot_and_counts_over_resumes(tmp_
     stats = [json.loads(ln) for ln in (run_dir / "stats.jsonl").open()]
     assert stats[-1]["train_s"] == progress["train_seconds"]
     assert all(a["train_s"] < b["train_s"] for a, b in zip(stats, stats[1:]))
-    assert "time budget of 0.05 min reached" in (run_dir / "log.txt").read_text()
+    log = (run_dir / "log.txt").read_text()
+    assert "training   1000 kimg or 0.05 minutes," in log  # the banner names both stop conditions
+    assert "time budget of 0.05 min reached" in log
     with pytest.raises(ConfigError, match="raise --minutes"):  # the budget is spent: nothing left to resume
         train(tiny_config(**{**vars(cfg), "data": vars(cfg.data), "resume": "latest"}))

@@ -431,6 +431,7 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
     run_start = tick_start = time.perf_counter()
     tick_start_nimg = s.images_seen
     start_nimg = s.images_seen
+    first_step = True
     with StopSignals() as stop:
         while True:
             stats = training_step(s, next(batches), cfg, micro_batch)
@@ -444,6 +445,11 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
                 tick, tick_start, tick_start_nimg = TickStats(), time.perf_counter(), s.images_seen
                 continue
             tick.add(stats)
+            if first_step:  # a first line within seconds, not after a whole tick (StyleGAN2-ADA's tick 0)
+                next_kimg = tick_start_nimg / 1000 + cfg.tick_kimg
+                log(first_step_line(s.images_seen, cfg.kimg, next_kimg, time.perf_counter() - tick_start,
+                                    peak_memory_bytes(device)))
+                first_step = False
             done = s.images_seen >= total or stopping or out_of_time
             if not done and s.images_seen < tick_start_nimg + cfg.tick_kimg * 1000:
                 continue
@@ -693,6 +699,14 @@ def format_seconds(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def first_step_line(images_seen: int, total_kimg: float, next_kimg: float, step_s: float, memory_bytes: int) -> str:
+    """Tick 0: the first step went through, how long it took, and when the first full tick line comes."""
+    return (
+        f"tick 0    kimg {images_seen / 1000:8.2f}/{total_kimg:g}  first step {step_s:.1f} s  "
+        f"mem {memory_bytes / 2**30:.2f} GiB  next line at kimg {round(next_kimg, 3):g}"
+    )
 
 
 def progress_line(r: dict[str, Any], total_kimg: float, eta_s: float) -> str:
