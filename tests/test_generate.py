@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,25 @@ def test_interpolation_strip_and_gif(ckpt, tmp_path):
     assert np.abs(strip[:, :16] - pixels(tmp_path / "ends" / "seed0001.png")).max() <= 1
     assert np.abs(strip[:, 48:] - pixels(tmp_path / "ends" / "seed0002.png")).max() <= 1
     assert not np.array_equal(strip[:, 16:32], strip[:, :16])  # the middle steps are in between, not copies
+
+
+def test_generating_shows_a_progress_bar_on_a_terminal_only(ckpt, tmp_path, monkeypatch):
+    """On a terminal, generating N images shows a bar with the count, img/s and the time left; through CliRunner
+    (stderr not a terminal, as in logs and pipes) nothing but the result line is printed."""
+    from nestgan.checkpoint import load_generator
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    generator, _, _ = load_generator(ckpt, device=torch.device("cpu"))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    generate.synthesize(generator, torch.randn(5, generator.z_dim), 2, torch.device("cpu"))
+    last = terminal.getvalue().split("\r")[-1]
+    assert last.startswith("generating") and "5/5" in last and "img/s" in last and "<00:00" in last, last
+    monkeypatch.undo()
+    assert ok("--ckpt", str(ckpt), "--n", "3", "--outdir", str(tmp_path)).stderr == ""
 
 
 def test_slerp_keeps_the_norm_of_equal_length_latents():

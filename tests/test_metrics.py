@@ -240,6 +240,19 @@ def test_second_evaluation_reads_no_real_image(tmp_path, count_real_reads):
     assert count_real_reads == [20, 20]
 
 
+def test_progress_bars_show_rate_and_eta_on_request_and_stay_quiet_off_a_terminal(tmp_path, capsys):
+    """progress=True: one bar for the reals' features and one for the generated images, each with its count,
+    img/s and the remaining time; the default (None) writes nothing when stderr is not a terminal (tests, logs)."""
+    G, data = TinyGenerator(), shapes(tmp_path)
+    evaluate_metrics(G, data, ["fid20"], "cpu", cache_dir=tmp_path / "cache", feature_extractor=PIXELS, progress=True)
+    err = capsys.readouterr().err
+    for bar in ("real images, reference features", "generated images and features"):
+        line = next(part for part in err.split("\r") if part.startswith(bar) and "20/20" in part)
+        assert "img/s" in line and "<00:00" in line, line
+    evaluate_metrics(G, data, ["fid24"], "cpu", cache_dir=tmp_path / "cache", feature_extractor=PIXELS)
+    assert capsys.readouterr().err == ""
+
+
 def test_reference_cache_misses_when_the_reals_change(tmp_path, count_real_reads):
     """A different number of reals, preprocessing (resolution) or image set (max_images) is a different reference."""
     G, cache = TinyGenerator(), tmp_path / "cache"

@@ -25,6 +25,7 @@ from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.errors import ConfigError
 from nestgan.images import image_grid
 from nestgan.metrics import quantize_images
+from nestgan.progress import image_progress
 
 MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)
 
@@ -67,8 +68,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def synthesize(generator: torch.nn.Module, z: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
-    """z (N, z_dim) -> uint8 images (N, R, R, 3), in batches of `batch`."""
-    out = [quantize_images(generator(chunk.to(device))).cpu() for chunk in z.split(batch)]
+    """z (N, z_dim) -> uint8 images (N, R, R, 3), in batches of `batch` (a progress bar when on a terminal)."""
+    out = []
+    with image_progress(len(z), "generating") as bar:
+        for chunk in z.split(batch):
+            out.append(quantize_images(generator(chunk.to(device))).cpu())
+            bar.update(len(chunk))
     return torch.cat(out).permute(0, 2, 3, 1).numpy()
 
 

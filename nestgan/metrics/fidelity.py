@@ -11,6 +11,7 @@ image), fid10k (10,000 generated against 10,000 reals), kid10k, pr10k, is10k, fi
   pixels (PreparedDataset.pixels_id: timestamps and paths do not matter), the number of reals, the feature
   extractor, its weights' sha256, the feature layer, the internal dtype and the torch-fidelity version;
   a second evaluation does not read a single real image.
+- Generating and feature extraction show progress bars with rate and ETA when stderr is a terminal.
 - Feature extraction and the metric values come from torch-fidelity (its TF-compatible Inception v3 and its
   fid/kid/prc/isc functions); nestgan adds the naming, the sampling, the cache and offline weights.
 """
@@ -31,10 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from nestgan.checkpoint import sha256_of
 from nestgan.errors import ConfigError, DataError
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
+from nestgan.progress import image_progress
 
 log = logging.getLogger("nestgan.metrics")
 
@@ -158,12 +161,15 @@ def _default_layer(extractor: str, kind: str) -> str:
 
 
 @torch.no_grad()
-def _extract(extractor: nn.Module, layers: list[str], batches) -> dict[str, torch.Tensor]:
-    """Run uint8 batches through the extractor; features per layer, float32 on the CPU."""
+def _extract(extractor: nn.Module, layers: list[str], batches, progress: tqdm) -> dict[str, torch.Tensor]:
+    """Run uint8 batches through the extractor, counting images on `progress`; features per layer, float32 on
+    the CPU."""
     out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-    for batch in batches:
-        for layer, feats in zip(layers, extractor(batch)):
-            out[layer].append(feats.float().cpu())
+    with progress:
+        for batch in batches:
+            for layer, feats in zip(layers, extractor(batch)):
+                out[layer].append(feats.float().cpu())
+            progress.update(len(batch))
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 
@@ -285,11 +291,14 @@ def evaluate_metrics(
     internal_dtype: str = "float32",
     seed: int = 0,
     feature_extractor: str = INCEPTION,
+    progress: bool | None = None,
 ) -> MetricsReport:
     """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .pixels_id).
 
     `weights`: the feature extractor's weights file; for Inception None means the offline resolution order of
     nestgan.metrics.inception_weights. `cache_dir`: $NESTGAN_CACHE or ~/.cache/nestgan by default.
+    `progress`: bars with rate and ETA on stderr for generating and feature extraction; None: only when stderr is
+    a terminal.
     """
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
     from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
@@ -337,7 +346,9 @@ def evaluate_metrics(
 
     def extract_reals(layer: str):
         def run(indices: np.ndarray) -> torch.Tensor:
-            return _extract(extractor, layers, _real_batches(dataset.images, indices, batch_size, device))[layer]
+            batches = _real_batches(dataset.images, indices, batch_size, device)
+            bar = image_progress(len(indices), "real images, reference features", progress)
+            return _extract(extractor, layers, batches, bar)[layer]
 
         return run
 
@@ -355,7 +366,8 @@ def evaluate_metrics(
     was_training = generator.training
     generator.eval()
     try:
-        fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed))
+        bar = image_progress(num_gen, "generated images and features", progress)
+        fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed), bar)
     finally:
         generator.train(was_training)
 

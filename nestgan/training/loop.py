@@ -633,8 +633,9 @@ def evaluate(cfg, s: TrainState, dataset, device, run: RunDir, snapshot_path: Pa
 
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training streams stay untouched
-        results = compute_metrics(
-            s.G_ema, dataset, cfg.metrics, device, batch_size=cfg.metrics_batch, cache_dir=cfg.data.cache_dir
+        results = compute_metrics(  # no progress bars: through the tee they would fill log.txt
+            s.G_ema, dataset, cfg.metrics, device, batch_size=cfg.metrics_batch, cache_dir=cfg.data.cache_dir,
+            progress=False,
         )
     log(
         "metrics    "
