@@ -106,7 +106,7 @@ def test_frechet_distance_is_finite_for_singular_covariances_and_rejects_non_cov
 
 @pytest.mark.parametrize(
     "name, kind, num_gen, full",
-    [("fid50k_full", "fid", 50_000, True), ("kid10k", "kid", 10_000, False), ("pr10k", "pr", 10_000, False),
+    [("fid50k_full", "fid", 50_000, True), ("kid10k", "kid", 10_000, False), ("pr_inception10k", "pr", 10_000, False),
      ("is10k", "is", 10_000, False), ("fid500", "fid", 500, False)],
 )
 def test_parse_metric_name(name, kind, num_gen, full):
@@ -117,10 +117,18 @@ def test_parse_metric_name(name, kind, num_gen, full):
     assert spec.num_reals(100) == 100  # never more reals than there are
 
 
-@pytest.mark.parametrize("name", ["fid", "fid0", "fid10m", "is10k_full", "FID10k", "lpips10k", "fid-10", "kid10k_", ""])
+@pytest.mark.parametrize("name", ["fid", "fid0", "fid10m", "is10k_full", "FID10k", "lpips10k", "fid-10", "kid10k_", "",
+                                  "pr_inception", "pr_vgg10k"])
 def test_parse_metric_name_rejects_junk(name):
     """Anything outside the grammar is a ConfigError that shows the grammar."""
     with pytest.raises(ConfigError, match="fid50k_full"):
+        parse_metric_name(name)
+
+
+@pytest.mark.parametrize("name, renamed", [("pr10k", "pr_inception10k"), ("pr50k_full", "pr_inception50k_full")])
+def test_stylegan_pr_names_are_refused_with_the_inception_name(name, renamed):
+    """pr10k would pass for StyleGAN's VGG16 precision/recall: it is refused with the name of what is computed."""
+    with pytest.raises(ConfigError, match=f"not StyleGAN's VGG16, so it is named {renamed}$"):
         parse_metric_name(name)
 
 
@@ -201,7 +209,7 @@ def test_metrics_equal_the_frechet_distance_of_the_same_features(tmp_path):
     """evaluate_metrics feeds torch-fidelity the StyleGAN-quantised output of G for z ~ RandomState(seed) and the
     reals: its FID equals our Frechet distance of those features; KID, PR and IS come back under their keys."""
     G, data = TinyGenerator(), shapes(tmp_path)
-    report = evaluate_metrics(G, data, ["fid40", "kid40", "pr40", "is40"], "cpu", batch_size=16,
+    report = evaluate_metrics(G, data, ["fid40", "kid40", "pr_inception40", "is40"], "cpu", batch_size=16,
                               cache_dir=tmp_path / "cache", seed=3, feature_extractor=PIXELS)
     extractor = PixelProjection(PIXELS, ["projection"])
     with torch.no_grad():
@@ -211,10 +219,10 @@ def test_metrics_equal_the_frechet_distance_of_the_same_features(tmp_path):
     expected = frechet_distance(*gaussian_statistics(fakes), *gaussian_statistics(reals))
     assert report.values["fid40"] == pytest.approx(expected, rel=1e-5)
     assert expected > 0.01
-    assert set(report.values) == {"fid40", "kid40_mean", "kid40_std", "pr40_precision", "pr40_recall",
-                                  "is40_mean", "is40_std"}
+    assert set(report.values) == {"fid40", "kid40_mean", "kid40_std", "pr_inception40_precision",
+                                  "pr_inception40_recall", "is40_mean", "is40_std"}
     assert all(np.isfinite(v) for v in report.values.values())
-    assert report.num_reals == {"fid40": 40, "kid40": 40, "pr40": 40, "is40": 0}
+    assert report.num_reals == {"fid40": 40, "kid40": 40, "pr_inception40": 40, "is40": 0}
     assert (report.reference, report.weights_sha256) == (data.pixels_id, "builtin")
     # The first n generated images do not depend on the batch size.
     again = evaluate_metrics(G, data, ["fid40"], "cpu", batch_size=7, cache_dir=tmp_path / "cache", seed=3,

@@ -1,5 +1,5 @@
-"""Evaluation: StyleGAN-named FID/KID/PR/IS metrics through torch-fidelity, with cached reference statistics
-and Inception weights that work offline.
+"""Evaluation: FID/KID/IS named like StyleGAN's and Inception precision/recall (pr_inception10k) through
+torch-fidelity, with cached reference statistics and Inception weights that work offline.
 
     results = compute_metrics(G_ema, load_dataset("celeba", 64), ["fid10k", "kid10k"], "cpu")
     # {"fid10k": 12.3, "kid10k_mean": 0.011, "kid10k_std": 0.001}

@@ -1,7 +1,9 @@
 """FID / KID / precision-recall / Inception Score of a generator, computed by torch-fidelity.
 
 Names follow StyleGAN: `<metric><N>[k][_full]`, e.g. fid50k_full (50,000 generated images against every real
-image), fid10k (10,000 generated against 10,000 reals), kid10k, pr10k, is10k, fid5k, fid500.
+image), fid10k (10,000 generated against 10,000 reals), kid10k, is10k, fid5k, fid500. Precision/recall is
+pr_inception10k, not StyleGAN's pr50k3: it uses the Inception features the other metrics use, whereas StyleGAN
+uses VGG16 (torch-fidelity's own VGG16 carries torchvision's weights, not StyleGAN's, so it would not match either).
 
 - Generated images: the generator (G_ema, in eval mode) maps z ~ N(0, I) drawn from one numpy RandomState(seed)
   stream - the first n images are the same whatever the batch size - and its [-1, 1] output is quantised to
@@ -42,10 +44,12 @@ from nestgan.progress import image_progress
 log = logging.getLogger("nestgan.metrics")
 
 METRIC_GRAMMAR = (
-    "<fid|kid|pr|is><N>[k][_full], N = number of generated images (k = thousands), _full = against every real "
-    "image instead of N of them (not for is): e.g. fid50k_full, fid10k, kid10k, pr10k, is10k, fid5k, fid500"
+    "<fid|kid|pr_inception|is><N>[k][_full], N = number of generated images (k = thousands), _full = against every "
+    "real image instead of N of them (not for is): e.g. fid50k_full, fid10k, kid10k, pr_inception10k, is10k, fid5k, "
+    "fid500"
 )
-_METRIC_NAME = re.compile(r"^(fid|kid|pr|is)([1-9][0-9]*)(k?)(_full)?$")
+_METRIC_NAME = re.compile(r"^(fid|kid|pr_inception|is)([1-9][0-9]*)(k?)(_full)?$")
+_STYLEGAN_PR_NAME = re.compile(r"^pr([1-9][0-9]*k?(_full)?)$")
 INTERNAL_DTYPES = ("float32", "float64")
 CACHE_VERSION = 1  # bump when the cached content or the way reals are chosen changes
 REFERENCE_SUBSET_SEED = 0  # which N reals a non-_full metric uses; fixed so every run shares one reference
@@ -57,7 +61,7 @@ IS_SPLITS = 10
 @dataclass(frozen=True)
 class MetricSpec:
     name: str  # as the user wrote it, e.g. "fid50k_full"
-    kind: str  # fid | kid | pr | is
+    kind: str  # fid | kid | pr (precision/recall, named pr_inception) | is
     num_gen: int  # generated images
     full: bool  # against every real image rather than num_gen of them
 
@@ -68,8 +72,15 @@ class MetricSpec:
 def parse_metric_name(name: str) -> MetricSpec:
     match = _METRIC_NAME.match(name.strip())
     if not match or (match.group(1) == "is" and match.group(4)):
+        stylegan_pr = _STYLEGAN_PR_NAME.match(name.strip())
+        if stylegan_pr:
+            raise ConfigError(
+                f"unknown metric '{name}': precision/recall here uses Inception features, not StyleGAN's VGG16, "
+                f"so it is named pr_inception{stylegan_pr.group(1)}"
+            )
         raise ConfigError(f"unknown metric '{name}'; metric names are {METRIC_GRAMMAR}")
-    kind, count, thousands, full = match.groups()
+    prefix, count, thousands, full = match.groups()
+    kind = "pr" if prefix == "pr_inception" else prefix
     return MetricSpec(name.strip(), kind, int(count) * (1000 if thousands else 1), bool(full))
 
 
@@ -415,6 +426,7 @@ def evaluate_metrics(
 
 
 def compute_metrics(*args: Any, **kwargs: Any) -> dict[str, float]:
-    """Metric values by key: "fid10k", "kid10k_mean"/"kid10k_std", "pr10k_precision"/"pr10k_recall",
-    "is10k_mean"/"is10k_std". Takes evaluate_metrics' arguments; that one also returns the full report."""
+    """Metric values by key: "fid10k", "kid10k_mean"/"kid10k_std",
+    "pr_inception10k_precision"/"pr_inception10k_recall", "is10k_mean"/"is10k_std". Takes evaluate_metrics'
+    arguments; that one also returns the full report."""
     return evaluate_metrics(*args, **kwargs).values
