@@ -580,7 +580,7 @@ def _pairs(texts: tuple[str, ...], generators: dict[str, Any]) -> list[tuple[str
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--generators", default="nest-32,nest-64,nest-128,transgan-64,transgan-64-matched,conv-64",
-              show_default=True, help="Comma-separated generator presets (configs/generators) or benchmark extras "
+              show_default=True, help="Comma-separated generator presets (nestgan/configs/generators) or benchmark extras "
               f"({', '.join(EXTRA_GENERATORS)}), or none.")
 @click.option("--batch", default="16", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--precision", default="fp32,bf16", show_default=True, help="Comma-separated: fp32, bf16, fp16 (CUDA).")

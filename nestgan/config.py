@@ -1,6 +1,6 @@
 """Training configuration.
 
-Sources, lowest priority first: the defaults below < the dataset preset configs/<data>.toml < a --config file
+Sources, lowest priority first: the defaults below < the dataset preset nestgan/configs/<data>.toml < a --config file
 < command-line flags. Every source is checked for unknown keys and wrong types, and the merged result for
 impossible combinations, before any work starts; every problem is one ConfigError naming the key and the fix.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from nestgan.cli import resolve_device
 from nestgan.errors import ConfigError
-from nestgan.presets import CONFIGS_DIR, read_toml
+from nestgan.presets import dataset_preset, read_toml
 
 DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
 GENERATORS = ("nest", "transgan", "conv", "dcgan")
@@ -235,13 +235,12 @@ def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[st
 
 def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:
     """Resolve the training config from flags (nested like TrainConfig), an optional TOML file and the preset
-    configs/<data>.toml of the dataset they name (default shapes)."""
+    nestgan/configs/<data>.toml of the dataset they name (default shapes)."""
     file = read_toml(config_file) if config_file else {}
     name = flags.get("data", {}).get("name") or _table(file, "data", "config file").get("name") or "shapes"
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
-    preset_path = CONFIGS_DIR / f"{name}.toml"
-    preset = read_toml(preset_path) if preset_path.is_file() else {}
+    preset, preset_path = dataset_preset(name)
     device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
     on_cpu = resolve_device(device).type == "cpu"
     applied = []

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from nestgan.commands import train as train_gan
+from nestgan.presets import read_toml
 from nestgan.training.rundir import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def test_flags_override_config_file_override_preset(tmp_path):
     assert cfg["lr_g"] == 0.01  # file beats preset
     assert cfg["data"]["xflip"] is False
     assert cfg["metrics"] == ["fid2k", "kid2k"]
-    assert cfg["batch"] == 16  # from configs/shapes.toml (the built-in default is 32)
+    assert cfg["batch"] == 16  # from nestgan/configs/shapes.toml (the built-in default is 32)
     assert dry_run("--metrics", "none")["metrics"] == []
     recipe = dry_run("--config", str(file), "--lr-g", "3e-4", "--lr-d", "5e-5", "--r1-gamma", "0.5", "--ema-kimg", "2",
                      "--augment", "")
@@ -73,8 +73,8 @@ def test_flags_override_config_file_override_preset(tmp_path):
 
 def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
     cfg = dry_run("--data", "celeba", "--device", "cpu")
-    assert cfg["metrics"] == ["fid1k"]  # [cpu] of configs/celeba.toml
-    assert len(cfg["cpu_tables"]) == 1 and cfg["cpu_tables"][0].startswith(f"{(REPO / 'configs').as_posix()}/celeba.toml [cpu]: ")
+    assert cfg["metrics"] == ["fid1k"]  # [cpu] of nestgan/configs/celeba.toml
+    assert len(cfg["cpu_tables"]) == 1 and cfg["cpu_tables"][0].startswith(f"{(REPO / 'nestgan' / 'configs').as_posix()}/celeba.toml [cpu]: ")
     assert "the CPU recipe applies: " in run_cli("--dry-run", "--data", "celeba", "--device", "cpu").stderr
     assert dry_run("--data", "celeba", "--device", "cpu", "--metrics", "fid10k")["metrics"] == ["fid10k"]
     assert "cpu" not in dry_run("--data", "celeba")
@@ -98,13 +98,14 @@ def test_generator_overrides_follow_a_resolution_change_but_not_another_generato
     assert cfg["generator"]["arch"] == "conv" and "upsample" not in cfg["generator"]
 
 
-SHIPPED_CONFIGS = [path for folder in ("", "study", "recipes") for path in sorted((REPO / "configs" / folder).glob("*.toml"))]
+SHIPPED_CONFIGS = [path for folder in ("nestgan/configs", "configs/study", "configs/recipes")
+                   for path in sorted((REPO / folder).glob("*.toml"))]
 
 
-@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_every_shipped_config_resolves_with_its_own_values(path, tmp_path):
     """A committed config (dataset preset or study recipe) must load, and its keys must reach the run's config."""
-    file = tomllib.loads(path.read_text())
+    file = read_toml(path)
     cfg = dry_run("--config", str(path), "--device", "cpu", "--data-dir", str(tmp_path))  # folder needs a data dir
     cpu_overrides = file.get("cpu", {})
     for key, value in file.items():

@@ -1,6 +1,6 @@
 """Train a GAN: python train_gan.py [--data shapes] [--config configs/X.toml] [flags]; see --help.
 
-Flags override the --config file, which overrides the dataset preset configs/<data>.toml.
+Flags override the --config file, which overrides the dataset preset nestgan/configs/<data>.toml.
 Multi-GPU / multi-node: torchrun --nproc_per_node=N train_gan.py ...
 """
 
@@ -24,7 +24,7 @@ def metric_list(text: str) -> list[str]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default shapes: procedural, no download).")
 @click.option("--data-dir", type=str, help="Where the dataset lives (needed for folder; optional for others).")
-@click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/*.toml).")
+@click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/recipes/*.toml).")
 @click.option("--outdir", type=str, help="Parent of the numbered run directories [runs].")
 @click.option("--kimg", type=float, help="Total training length in thousands of images.")
 @click.option("--minutes", type=float, help="Also stop after this many minutes of training (snapshots excluded).")

@@ -1,4 +1,4 @@
-"""Generators and discriminators, built from presets that are plain data (configs/generators/*.toml)."""
+"""Generators and discriminators, built from presets that are plain data (nestgan/configs/generators/*.toml)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _construct(kind: str, registry: dict[str, type[nn.Module]], arch: str, kwarg
 
 
 def generator_preset(name: str) -> dict[str, Any]:
-    """configs/generators/<name>.toml as a dict with an 'arch' key."""
+    """The generator preset nestgan/configs/generators/<name>.toml as a dict with an 'arch' key."""
     return load_preset("generators", name)
 
 

@@ -1,0 +1,1 @@
+"""Shipped presets: generators/<name>.toml (generator architectures) and <dataset>.toml (per-dataset defaults)."""
