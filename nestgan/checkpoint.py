@@ -1,20 +1,40 @@
-"""Checkpoints are data, not code: plain tensors and primitives, written atomically, read weights_only."""
+"""Checkpoints are data, not code: plain tensors and primitives, written atomically, read weights_only.
+
+Before anything is unpickled, a file is sniffed, so that an image, a web page or a Git LFS pointer passed by
+mistake is named as what it is.
+"""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import json
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable, Literal
 
 import torch
 
 from nestgan.errors import CheckpointError
 
 FORMAT_VERSION = 1
+TRAINING_CHECKPOINT = "a training checkpoint (network-snapshot-*.pt or best.pt)"
+# First bytes of files that are often passed by mistake; none of them starts a zip archive or a pickle.
+MAGIC_NUMBERS = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x93NUMPY": "a NumPy array (.npy)",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+}
+GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+PICKLE_PROTOCOL_2_PLUS = b"\x80"  # legacy (non-zip) torch.save files are pickles of protocol >= 2
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -26,8 +46,9 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically: a reader sees the old file or the complete new one, never a part.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Create or replace `path` with what `write(file)` writes: a reader sees the old file or the complete new
+    one, never a part.
 
     The bytes go to a temporary file in the same directory, are fsynced, then renamed over `path`.
     """
@@ -36,7 +57,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -51,6 +72,83 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         raise
 
 
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write a training checkpoint (`state` plus the format version) atomically."""
+    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f))
+
+
+def file_format(path: str | os.PathLike, wanted: str = TRAINING_CHECKPOINT) -> Literal["torch", "safetensors"]:
+    """Whether `path` holds a torch.save file or a safetensors file, judged from its first bytes; anything else
+    (empty, text, JSON, HTML, an image, a Git LFS pointer, a truncated or foreign zip) is a CheckpointError that
+    names what the file looks like. `wanted` says what the caller accepts, for the fix in that message."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+
+    def foreign(what: str, fix: str = f"pass {wanted}") -> CheckpointError:
+        return CheckpointError(f"not a PyTorch checkpoint: {path} {what}; {fix}")
+
+    if size == 0:
+        raise foreign("is empty (0 bytes)")
+    if head.startswith(GIT_LFS_POINTER):
+        raise foreign("is a Git LFS pointer, not the file it stands for", "run `git lfs pull` in its repository")
+    if _is_safetensors(head, size):
+        return "safetensors"
+    for magic, what in MAGIC_NUMBERS.items():
+        if head.startswith(magic):
+            raise foreign(f"looks like {what}")
+    if head.startswith(ZIP_LOCAL_HEADER):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt (its zip directory is unreadable); "
+                f"use an earlier snapshot or pass {wanted}"
+            ) from None
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            raise foreign("is a zip archive that torch.save did not write (it has no data.pkl)")
+        return "torch"
+    if head.startswith(PICKLE_PROTOCOL_2_PLUS):
+        return "torch"
+    # The incremental decoder accepts a UTF-8 character cut at the end of `head`.
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise foreign(f"is neither a zip archive nor a pickle (it starts with bytes {head[:8].hex(' ')})")
+    start = text.lstrip("\ufeff \t\r\n").lower()
+    if start.startswith(("<!doctype html", "<html")):
+        raise foreign("looks like an HTML page (a web page saved instead of the file?)",
+                      f"download the file itself, or pass {wanted}")
+    if start.startswith(("{", "[")) and size <= 1 << 20 and _parses_as_json(path):
+        raise foreign("looks like a JSON file")
+    raise foreign("looks like a text file")
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file opens with the little-endian u64 length of its JSON header, then the header."""
+    header_length = int.from_bytes(head[:8], "little")
+    return len(head) > 8 and head[8:9] == b"{" and 8 + header_length <= size
+
+
+def _parses_as_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
 def _refusal_reason(error: Exception) -> str:
     """What torch's weights_only unpickler objected to, e.g. "Unsupported global: GLOBAL argparse.Namespace ...".
 
@@ -61,29 +159,49 @@ def _refusal_reason(error: Exception) -> str:
     return text.splitlines()[0].split(". ")[0].strip() if text else type(error).__name__
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with weights_only=True; every failure is a CheckpointError saying what is wrong."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); use an earlier snapshot")
+def _constructs_objects(reason: str) -> bool:
+    """Whether the unpickler refused a global, class or call (an object beyond tensors and plain data), rather
+    than an opcode that torch.save never writes (a pickle of another program)."""
+    return any(word in reason for word in ("GLOBAL", "global", "class", "allowlist", "reduce"))
+
+
+def _load_torch(path: Path, wanted: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """torch.load(weights_only=True) of a file that file_format called "torch"; every failure a CheckpointError."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would be a second line on stderr
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        reason = _refusal_reason(e)
+        if _constructs_objects(reason):
+            raise CheckpointError(
+                f"refused to load {path}: it contains objects other than tensors and plain data "
+                f"(untrusted or not a nestgan checkpoint; {reason})"
+            ) from None
         raise CheckpointError(
-            f"refused to load {path}: it contains objects other than tensors and plain data "
-            f"(untrusted or not a nestgan checkpoint; {_refusal_reason(e)})"
+            f"not a PyTorch checkpoint: {path} is a pickle that torch.save did not write ({reason}); pass {wanted}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # damaged bytes make torch.load raise almost anything (RuntimeError, EOFError, KeyError)
+        if "magic number" in str(e):
+            raise CheckpointError(
+                f"not a PyTorch checkpoint: {path} is a pickle that torch.save did not write; pass {wanted}"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); use an earlier snapshot"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a nestgan checkpoint (format {FORMAT_VERSION} expected)")
+        raise CheckpointError(f"{path} is not a nestgan checkpoint (format {FORMAT_VERSION} expected); pass {wanted}")
     return state
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a training checkpoint with weights_only=True; every failure is a CheckpointError saying what is wrong."""
+    path = Path(path)
+    if file_format(path, TRAINING_CHECKPOINT) == "safetensors":
+        raise CheckpointError(
+            f"{path} is a safetensors file, which holds no optimiser or training state; this needs {TRAINING_CHECKPOINT}"
+        )
+    return _load_torch(path, TRAINING_CHECKPOINT, map_location)
 
 
 def load_generator(
@@ -97,15 +215,16 @@ def load_generator(
     from nestgan.networks import build_generator
 
     state = load_checkpoint(path)
-    config = state.get("config")
+    config, progress = state.get("config"), dict(state.get("progress") or {})
     if not isinstance(config, dict) or "generator" not in config:
         raise CheckpointError(f"{path} holds no generator config; it was not written by train_gan.py")
     key = "G_ema" if ema else "G"
     if key not in state:
         raise CheckpointError(f"{path} has no '{key}' weights")
+    weights = state[key]
     generator = build_generator(config["generator"])
     try:
-        missing, unexpected = generator.load_state_dict(state[key], strict=False)
+        missing, unexpected = generator.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatches are raised even when strict=False
         raise CheckpointError(f"{path}: weights do not fit the generator it names ({str(e).splitlines()[1:2]})") from None
     if missing or unexpected:
@@ -113,4 +232,4 @@ def load_generator(
             f"{path}: weights do not fit the {config['generator'].get('arch')} generator it names "
             f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})"
         )
-    return generator.to(device).eval(), config, dict(state.get("progress") or {})
+    return generator.to(device).eval(), config, progress
