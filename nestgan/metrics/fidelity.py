@@ -292,7 +292,7 @@ class _Reference:
 
 
 def evaluate_metrics(
-    generator: nn.Module,
+    generator: nn.Module | torch.Tensor,
     dataset,
     names: list[str],
     device: str | torch.device,
@@ -305,6 +305,8 @@ def evaluate_metrics(
     progress: bool | None = None,
 ) -> MetricsReport:
     """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .pixels_id).
+
+    `generator` may also be uint8 images (N, 3, R, R) generated elsewhere: a metric of N images uses the first N.
 
     `weights`: the feature extractor's weights file; for Inception None means the offline resolution order of
     nestgan.metrics.inception_weights. `cache_dir`: $NESTGAN_CACHE or ~/.cache/nestgan by default.
@@ -373,14 +375,23 @@ def evaluate_metrics(
         references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
 
     num_gen = max(spec.num_gen for spec in specs)
-    log.info("generating %d images for %s", num_gen, ", ".join(s.name for s in specs))
-    was_training = generator.training
-    generator.eval()
-    try:
-        bar = image_progress(num_gen, "generated images and features", progress)
-        fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed), bar)
-    finally:
-        generator.train(was_training)
+    if isinstance(generator, torch.Tensor):
+        if len(generator) < num_gen:
+            raise DataError(f"{max(specs, key=lambda s: s.num_gen).name} needs {num_gen} generated images, "
+                            f"{len(generator)} given")
+        log.info("features of %d given images for %s", num_gen, ", ".join(s.name for s in specs))
+        bar = image_progress(num_gen, "given images' features", progress)
+        given = (chunk.to(device) for chunk in generator[:num_gen].split(batch_size))
+        fakes = _extract(extractor, layers, given, bar)
+    else:
+        log.info("generating %d images for %s", num_gen, ", ".join(s.name for s in specs))
+        was_training = generator.training
+        generator.eval()
+        try:
+            bar = image_progress(num_gen, "generated images and features", progress)
+            fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed), bar)
+        finally:
+            generator.train(was_training)
 
     values: dict[str, float] = {}
     num_reals: dict[str, int] = {}
