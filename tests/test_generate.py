@@ -1,4 +1,5 @@
-"""generate.py: per-seed PNGs and grid, reproducibility, truncation, interpolation strips and GIFs, user errors."""
+"""generate.py: per-seed PNGs and grid, output places, reproducibility, truncation, interpolation strips and GIFs,
+user errors."""
 
 from __future__ import annotations
 
@@ -36,13 +37,18 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def test_n_images_and_grid(ckpt, tmp_path):
-    """--n 5 writes seed0000..seed0004.png at the generator's 16 px and a 3-wide grid.png; the images differ."""
-    ok("--ckpt", str(ckpt), "--n", "5", "--outdir", str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"] + [f"seed{i:04d}.png" for i in range(5)]
-    images = [pixels(tmp_path / f"seed{i:04d}.png") for i in range(5)]
+    """--n 5 writes seed0000..seed0004.png at the generator's 16 px into --outdir, which holds nothing else (a FID
+    tool reading it counts the samples only), and a 3-wide grid beside it; the images differ; the last line says
+    where both went."""
+    samples = tmp_path / "samples"
+    result = ok("--ckpt", str(ckpt), "--n", "5", "--outdir", str(samples))
+    assert sorted(p.name for p in samples.iterdir()) == [f"seed{i:04d}.png" for i in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples", "samples-grid.png"]
+    assert result.stdout.strip().splitlines()[-1] == f"wrote 5 images to {samples} and their grid to {samples}-grid.png"
+    images = [pixels(samples / f"seed{i:04d}.png") for i in range(5)]
     assert all(im.shape == (16, 16, 3) for im in images)
     assert not np.array_equal(images[0], images[1])
-    grid = pixels(tmp_path / "grid.png")
+    grid = pixels(tmp_path / "samples-grid.png")
     assert grid.shape == (32, 48, 3)  # ceil(sqrt(5)) = 3 columns, 2 rows
     assert np.array_equal(grid[16:, 16:32], images[4]) and not grid[16:, 32:].any()  # row-major, black filler
 
@@ -51,23 +57,41 @@ def test_same_seed_gives_the_same_image(ckpt, tmp_path):
     """A rerun writes identical files; a seed's image does not depend on which other seeds are generated."""
     ok("--ckpt", str(ckpt), "--n", "8", "--outdir", str(tmp_path / "a"))
     ok("--ckpt", str(ckpt), "--n", "8", "--outdir", str(tmp_path / "b"))
-    for name in [f"seed{i:04d}.png" for i in range(8)] + ["grid.png"]:
+    for name in [f"seed{i:04d}.png" for i in range(8)]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a-grid.png").read_bytes() == (tmp_path / "b-grid.png").read_bytes()
     ok("--ckpt", str(ckpt), "--seeds", "3,7", "--outdir", str(tmp_path / "c"), "--no-grid")
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["seed0003.png", "seed0007.png"]
+    assert not (tmp_path / "c-grid.png").exists()
     for name in ("seed0003.png", "seed0007.png"):  # other batch, same z: equal up to one level of rounding
         assert np.abs(pixels(tmp_path / "a" / name) - pixels(tmp_path / "c" / name)).max() <= 1
 
 
 def test_seed_ranges_and_truncation(ckpt, tmp_path):
-    """--seeds mixes ranges and lists; --trunc PSI draws z inside [-PSI, PSI] and changes the images."""
+    """--seeds mixes ranges and lists; --trunc-resample PSI draws z inside [-PSI, PSI] and changes the images;
+    the old --trunc, which read like StyleGAN's psi, is gone."""
     assert generate.parse_seeds("0-3,10, 12-12") == [0, 1, 2, 3, 10, 12]
     z = torch.stack([generate.seed_latent(s, 512, 0.5) for s in range(4)])
     assert z.abs().max() <= 0.5 and z.std() > 0.2
     assert torch.equal(generate.seed_latent(9, 32, None), generate.seed_latent(9, 32, None))
     ok("--ckpt", str(ckpt), "--seeds", "0-1", "--outdir", str(tmp_path / "plain"))
-    ok("--ckpt", str(ckpt), "--seeds", "0-1", "--trunc", "0.3", "--outdir", str(tmp_path / "trunc"))
+    ok("--ckpt", str(ckpt), "--seeds", "0-1", "--trunc-resample", "0.3", "--outdir", str(tmp_path / "trunc"))
     assert not np.array_equal(pixels(tmp_path / "plain" / "seed0000.png"), pixels(tmp_path / "trunc" / "seed0000.png"))
+    old = run("--ckpt", str(ckpt), "--trunc", "0.3", "--outdir", str(tmp_path / "old"))
+    assert old.exit_code == 2 and "No such option '--trunc'" in old.stderr
+    assert "not StyleGAN's psi" in ok("--help").stdout
+
+
+def test_default_outdirs_of_two_runs_best_pt_differ(tmp_path, monkeypatch, make_tiny_checkpoint):
+    """Without --outdir, samples go to out/<run dir>-<checkpoint name>: two runs' best.pt do not collide."""
+    first = make_tiny_checkpoint(tmp_path / "runs" / "00000-shapes-nest-16" / "best.pt")
+    second = make_tiny_checkpoint(tmp_path / "runs" / "00001-shapes-nest-16" / "best.pt")
+    monkeypatch.chdir(tmp_path)
+    ok("--ckpt", str(first), "--n", "2")
+    ok("--ckpt", str(second), "--n", "2")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "00000-shapes-nest-16-best", "00000-shapes-nest-16-best-grid.png",
+        "00001-shapes-nest-16-best", "00001-shapes-nest-16-best-grid.png"]
 
 
 def test_interpolation_strip_and_gif(ckpt, tmp_path):
@@ -146,14 +170,22 @@ def test_bad_input_is_one_error_line_and_exit_2(ckpt, tmp_path):
 
 
 def test_existing_files_are_kept_without_force(ckpt, tmp_path):
-    """A second run into the same folder refuses (exit 2) and leaves the files untouched; --force overwrites."""
-    ok("--ckpt", str(ckpt), "--n", "2", "--outdir", str(tmp_path))
-    (tmp_path / "seed0001.png").write_bytes(b"keep me")
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
-    expect_user_error(run("--ckpt", str(ckpt), "--n", "2", "--outdir", str(tmp_path)), "--force", "seed0000.png")
-    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
-    ok("--ckpt", str(ckpt), "--n", "2", "--outdir", str(tmp_path), "--force")
-    assert pixels(tmp_path / "seed0001.png").shape == (16, 16, 3)
+    """A second run into the same folder refuses (exit 2) and leaves the files untouched, and so does a grid left
+    beside a folder that is otherwise empty; --force overwrites."""
+    out = tmp_path / "out"
+    ok("--ckpt", str(ckpt), "--n", "2", "--outdir", str(out))
+    (out / "seed0001.png").write_bytes(b"keep me")
+
+    def files() -> dict:
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
+
+    before = files()
+    expect_user_error(run("--ckpt", str(ckpt), "--n", "2", "--outdir", str(out)), "--force", "seed0000.png")
+    assert files() == before
+    expect_user_error(run("--ckpt", str(ckpt), "--seeds", "5", "--outdir", str(out)), "--force", "out-grid.png")
+    assert files() == before
+    ok("--ckpt", str(ckpt), "--n", "2", "--outdir", str(out), "--force")
+    assert pixels(out / "seed0001.png").shape == (16, 16, 3)
 
 
 def test_unwritable_outdir_is_a_user_error(ckpt, tmp_path):

@@ -1,11 +1,13 @@
 """Generate images from a checkpoint: python generate.py --ckpt PATH [--n 64 | --seeds 0-63] [flags]; see --help.
 
-One PNG per seed (seed0000.png, ...) and grid.png; or, with --interpolate A,B, a strip of --steps images
-walking the great circle (slerp) from seed A's z to seed B's (interp-A-B.png, and interp-A-B.gif with --gif).
+One PNG per seed (seed0000.png, ...) in --outdir, which holds nothing else (so FID tools can read it as is),
+and their grid beside it as <outdir>-grid.png; or, with --interpolate A,B, a strip of --steps images walking the
+great circle (slerp) from seed A's z to seed B's (interp-A-B.png, and interp-A-B.gif with --gif).
 Architecture and resolution come from the checkpoint. Image i is the generator's output for
 z = torch.randn(z_dim) drawn from a CPU torch.Generator seeded with seed i, so a seed always gives the
-same z, and the same image on the same device. --trunc PSI redraws every z component outside [-PSI, PSI]
-(BigGAN's truncation trick): smaller PSI, more typical and less varied images.
+same z, and the same image on the same device. --trunc-resample PSI redraws every z component outside
+[-PSI, PSI] (BigGAN's truncation trick, not StyleGAN's psi, which pulls w towards its mean): smaller PSI, more
+typical and less varied images. Existing files are never overwritten without --force.
 """
 
 from __future__ import annotations
@@ -44,15 +46,16 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     return seeds
 
 
-def seed_latent(seed: int, z_dim: int, trunc: float | None) -> torch.Tensor:
-    """z (z_dim,) for one seed, on the CPU; with `trunc`, components outside [-trunc, trunc] are redrawn."""
+def seed_latent(seed: int, z_dim: int, trunc_resample: float | None) -> torch.Tensor:
+    """z (z_dim,) for one seed, on the CPU; with `trunc_resample`, components outside [-trunc_resample,
+    trunc_resample] are redrawn (BigGAN's truncation)."""
     rng = torch.Generator().manual_seed(seed)
     z = torch.randn(z_dim, generator=rng)
-    if trunc is not None:
-        outside = z.abs() > trunc
+    if trunc_resample is not None:
+        outside = z.abs() > trunc_resample
         while outside.any():
             z[outside] = torch.randn(int(outside.sum()), generator=rng)
-            outside = z.abs() > trunc
+            outside = z.abs() > trunc_resample
     return z
 
 
@@ -77,18 +80,31 @@ def synthesize(generator: torch.nn.Module, z: torch.Tensor, batch: int, device: 
     return torch.cat(out).permute(0, 2, 3, 1).numpy()
 
 
-def check_outdir(outdir: Path, names: list[str], force: bool) -> None:
-    """Refuse an unwritable folder, or one already holding any of `names` (unless force); creates the folder."""
-    clash = [name for name in names if (outdir / name).exists()]
+def default_outdir(ckpt: str) -> Path:
+    """out/<run dir>-<checkpoint stem>: the best.pt of two runs go to two folders."""
+    path = Path(ckpt).resolve()
+    return Path("out") / f"{path.parent.name}-{path.stem}"
+
+
+def grid_path(outdir: Path) -> Path:
+    """The grid goes beside the samples folder, <outdir>-grid.png, so the folder holds only the samples."""
+    outdir = outdir.resolve() if outdir.name in ("", "..") else outdir
+    return outdir.with_name(f"{outdir.name}-grid.png")
+
+
+def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
+    """Refuse to overwrite any of `files` (unless force) or to write where it cannot; creates --outdir."""
+    clash = [path for path in files if path.exists()]
     if clash and not force:
         raise ConfigError(
-            f"{outdir} already holds {clash[0]}{f' and {len(clash) - 1} more' if len(clash) > 1 else ''}; "
-            "choose another --outdir or pass --force to overwrite"
+            f"{clash[0]}{f' and {len(clash) - 1} more' if len(clash) > 1 else ''} already exist"
+            f"{'s' if len(clash) == 1 else ''}; choose another --outdir or pass --force to overwrite"
         )
     try:
         outdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=outdir):
-            pass
+        for folder in {path.parent for path in files}:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
     except OSError as e:
         raise ConfigError(f"cannot write to --outdir {outdir}: {e.strerror or e}") from None
 
@@ -97,16 +113,18 @@ def check_outdir(outdir: Path, names: list[str], force: bool) -> None:
 @click.option("--ckpt", required=True, type=str, help="Training checkpoint (network-snapshot-*.pt, best.pt).")
 @click.option("--n", "num", type=int, help="Number of images, seeds 0..n-1 [64].")
 @click.option("--seeds", type=str, help="Seeds instead of --n: a range 0-63, a list 1,5,9 or a mix.")
-@click.option("--outdir", type=str, help="Output folder [out/<checkpoint name>].")
-@click.option("--grid/--no-grid", default=True, show_default=True, help="Also write grid.png.")
-@click.option("--trunc", type=float, help="Truncation: redraw z components outside [-PSI, PSI].")
+@click.option("--outdir", type=str, help="Folder of the samples, nothing else [out/<run dir>-<checkpoint name>].")
+@click.option("--grid/--no-grid", default=True, show_default=True,
+              help="Also write their grid, beside --outdir as <outdir>-grid.png.")
+@click.option("--trunc-resample", type=float, metavar="PSI",
+              help="BigGAN truncation: redraw z components outside [-PSI, PSI] (not StyleGAN's psi).")
 @click.option("--batch", type=int, default=32, show_default=True, help="Images per generator call.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--raw", is_flag=True, help="Use the raw generator weights G instead of the EMA G_ema.")
 @click.option("--interpolate", type=str, help="A,B: slerp from seed A's z to seed B's instead of per-seed images.")
 @click.option("--steps", type=int, default=8, show_default=True, help="Images in the --interpolate strip.")
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF.")
-@click.option("--force", is_flag=True, help="Overwrite existing files in --outdir.")
+@click.option("--force", is_flag=True, help="Overwrite existing samples and grid.")
 @user_errors_as_exit
 def main(
     ckpt: str,
@@ -114,7 +132,7 @@ def main(
     seeds: str | None,
     outdir: str | None,
     grid: bool,
-    trunc: float | None,
+    trunc_resample: float | None,
     batch: int,
     device: str,
     raw: bool,
@@ -128,8 +146,8 @@ def main(
         raise ConfigError(f"--n must be positive, got {num}")
     if batch <= 0:
         raise ConfigError(f"--batch must be positive, got {batch}")
-    if trunc is not None and not trunc > 0:
-        raise ConfigError(f"--trunc must be positive, got {trunc}")
+    if trunc_resample is not None and not trunc_resample > 0:
+        raise ConfigError(f"--trunc-resample must be positive, got {trunc_resample}")
     if gif and not interpolate:
         raise ConfigError("--gif needs --interpolate A,B")
     if interpolate:
@@ -146,15 +164,16 @@ def main(
         seed_list = parse_seeds(seeds) if seeds else list(range(64 if num is None else num))
         if num is not None and seeds and num != len(seed_list):
             raise ConfigError(f"--n {num} does not match the {len(seed_list)} seeds of --seeds; give one of them")
-        names = [f"seed{s:04d}.png" for s in seed_list] + (["grid.png"] if grid else [])
+        names = [f"seed{s:04d}.png" for s in seed_list]
 
     torch_device = resolve_device(device)
     generator, _, _ = load_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
-    out = Path(outdir) if outdir else Path("out") / Path(ckpt).stem
-    check_outdir(out, names, force)
+    out = Path(outdir) if outdir else default_outdir(ckpt)
+    grid_file = grid_path(out) if grid and not interpolate else None
+    check_targets(out, [out / name for name in names] + ([grid_file] if grid_file else []), force)
 
     if interpolate:
-        a, b = (seed_latent(s, generator.z_dim, trunc) for s in ends)
+        a, b = (seed_latent(s, generator.z_dim, trunc_resample) for s in ends)
         images = synthesize(generator, slerp(a, b, torch.linspace(0, 1, steps)), batch, torch_device)
         Image.fromarray(image_grid(images, columns=steps)).save(out / names[0])
         if gif:
@@ -163,13 +182,13 @@ def main(
         click.echo(f"wrote {', '.join(names)} ({steps} steps) to {out}")
         return
 
-    z = torch.stack([seed_latent(s, generator.z_dim, trunc) for s in seed_list])
+    z = torch.stack([seed_latent(s, generator.z_dim, trunc_resample) for s in seed_list])
     images = synthesize(generator, z, batch, torch_device)
     for seed, image in zip(seed_list, images):
         Image.fromarray(image).save(out / f"seed{seed:04d}.png")
-    if grid:
-        Image.fromarray(image_grid(images, columns=math.ceil(math.sqrt(len(images))))).save(out / "grid.png")
-    click.echo(f"wrote {len(images)} images{' and grid.png' if grid else ''} to {out}")
+    if grid_file:
+        Image.fromarray(image_grid(images, columns=math.ceil(math.sqrt(len(images))))).save(grid_file)
+    click.echo(f"wrote {len(images)} images to {out}{f' and their grid to {grid_file}' if grid_file else ''}")
 
 
 if __name__ == "__main__":
