@@ -4,7 +4,7 @@ dependencies = ["torch"]
 
 
 def generator(ckpt: str, device: str = "cpu", ema: bool = True):
-    """The generator in a nestgan training checkpoint, in eval mode on `device`
+    """The generator in a nestgan training checkpoint or safetensors export, in eval mode on `device`
     (G_ema, or G with ema=False); see nestgan.load_generator."""
     from nestgan.api import load_generator
 

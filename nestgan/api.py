@@ -2,7 +2,7 @@
 
     import nestgan
 
-    G = nestgan.load_generator("runs/<run>/best.pt")
+    G = nestgan.load_generator("runs/<run>/best.pt")         # or a .safetensors export (generate.py --export)
     images = nestgan.sample(G, range(16))                    # uint8 (16, 3, R, R), the images generate.py writes
     nestgan.compute_metrics(images, ["kid16"], data="celeba", data_dir="data/celeba")
     G = nestgan.build_generator("nest-32", depths=[1, 1, 1])  # untrained, from a preset
@@ -39,8 +39,8 @@ def seed_latent(seed: int, z_dim: int, trunc_resample: float | None = None) -> t
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
-    """The generator in a training checkpoint (network-snapshot-*.pt, best.pt), rebuilt from the config stored
-    with it, in eval mode on `device`. A checkpoint gives G_ema, or G with ema=False.
+    """The generator in a training checkpoint (network-snapshot-*.pt, best.pt) or a safetensors export, rebuilt
+    from the config stored with it, in eval mode on `device`. A checkpoint gives G_ema, or G with ema=False.
 
     Raises nestgan.errors.CheckpointError, naming the problem, for anything that is not such a file.
     """

@@ -1,7 +1,8 @@
 """Checkpoints are data, not code: plain tensors and primitives, written atomically, read weights_only.
 
-Before anything is unpickled, a file is sniffed, so that an image, a web page or a Git LFS pointer passed by
-mistake is named as what it is.
+Two formats: training checkpoints (torch.save zip: networks, optimisers, progress) and generator exports
+(safetensors: one generator's weights, its config as JSON metadata, no pickle). Before anything is unpickled, a
+file is sniffed, so that an image, a web page or a Git LFS pointer passed by mistake is named as what it is.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Any, BinaryIO, Callable, Literal
 
 import torch
 
-from nestgan.errors import CheckpointError
+from nestgan.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
+EXPORT_FORMAT, EXPORT_VERSION = "nestgan-generator", "1"  # an export's "format" and "format_version" metadata
+EXPORT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TRAINING_CHECKPOINT = "a training checkpoint (network-snapshot-*.pt or best.pt)"
+ANY_GENERATOR_FILE = f"{TRAINING_CHECKPOINT} or a .safetensors export (generate.py --export)"
 # First bytes of files that are often passed by mistake; none of them starts a zip archive or a pickle.
 MAGIC_NUMBERS = {
     b"\x89PNG\r\n\x1a\n": "a PNG image",
@@ -199,29 +203,100 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if file_format(path, TRAINING_CHECKPOINT) == "safetensors":
         raise CheckpointError(
-            f"{path} is a safetensors file, which holds no optimiser or training state; this needs {TRAINING_CHECKPOINT}"
+            f"{path} is a safetensors file (a generator export holds no optimiser or training state); "
+            f"this needs {TRAINING_CHECKPOINT}"
         )
     return _load_torch(path, TRAINING_CHECKPOINT, map_location)
+
+
+def export_generator(
+    path: str | os.PathLike,
+    generator: torch.nn.Module,
+    config: dict[str, Any],
+    progress: dict[str, Any],
+    weights: Literal["G_ema", "G"] = "G_ema",
+    dtype: Literal["fp32", "bf16"] = "fp32",
+) -> None:
+    """Write `generator` as a safetensors export, atomically: its floating-point weights in `dtype` and, as JSON
+    metadata, what load_generator needs to rebuild it (the generator config), the training data's name and split
+    (no local paths) for evaluation, and the training progress. No optimiser, no pickle."""
+    from safetensors.torch import save
+
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got '{dtype}'")
+    tensors = {
+        name: (t.to(EXPORT_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in generator.state_dict().items()
+    }
+    data = {key: value for key, value in (config.get("data") or {}).items() if key in ("name", "split", "max_images")}
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "generator": json.dumps(config["generator"], sort_keys=True),
+        "resolution": str(generator.resolution),
+        "z_dim": str(generator.z_dim),
+        "weights": weights,
+        "dtype": dtype,
+        "data": json.dumps(data, sort_keys=True),
+        "progress": json.dumps(progress, sort_keys=True),
+    }
+    content = save(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(content))
+
+
+def _read_export(path: Path, ema: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(config, weights, progress) of a safetensors generator export."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"export {path} is truncated or corrupt ({e}); export it again") from None
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a nestgan generator export (its metadata has no "
+            f"format={EXPORT_FORMAT}); pass {ANY_GENERATOR_FILE}"
+        )
+    if metadata.get("format_version") != EXPORT_VERSION:
+        raise CheckpointError(
+            f"{path} is a nestgan export of format version {metadata.get('format_version')}; this nestgan reads "
+            f"version {EXPORT_VERSION} (upgrade nestgan)"
+        )
+    if not ema and metadata.get("weights") == "G_ema":
+        raise CheckpointError(f"{path} holds only the G_ema weights; drop --raw, or export G with --export --raw")
+    try:
+        config = {"generator": json.loads(metadata["generator"]), "data": json.loads(metadata.get("data", "{}"))}
+        progress = json.loads(metadata.get("progress", "{}"))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"export {path} has unreadable metadata ({type(e).__name__}: {e}); export it again") from None
+    return config, tensors, progress
 
 
 def load_generator(
     path: str | os.PathLike, ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
-    """Rebuild the generator a training checkpoint describes and load its weights (G_ema unless ema=False).
+    """Rebuild the generator a training checkpoint or a safetensors export describes and load its weights.
 
-    Returns (generator in eval mode on `device`, the checkpoint's resolved training config, its training
-    progress: kimg, train_seconds, ...).
+    From a checkpoint: G_ema, or G with ema=False. An export holds one of the two; ema=False asks for G and
+    refuses an export of G_ema. Returns (generator in eval mode on `device`, the config: the checkpoint's
+    resolved training config, or an export's {"generator", "data"}, the training progress: kimg, ...).
     """
     from nestgan.networks import build_generator
 
-    state = load_checkpoint(path)
-    config, progress = state.get("config"), dict(state.get("progress") or {})
-    if not isinstance(config, dict) or "generator" not in config:
-        raise CheckpointError(f"{path} holds no generator config; it was not written by train_gan.py")
-    key = "G_ema" if ema else "G"
-    if key not in state:
-        raise CheckpointError(f"{path} has no '{key}' weights")
-    weights = state[key]
+    path = Path(path)
+    if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
+        config, weights, progress = _read_export(path, ema)
+    else:
+        state = _load_torch(path, ANY_GENERATOR_FILE)
+        config, progress = state.get("config"), dict(state.get("progress") or {})
+        if not isinstance(config, dict) or "generator" not in config:
+            raise CheckpointError(f"{path} holds no generator config; it was not written by train_gan.py")
+        key = "G_ema" if ema else "G"
+        if key not in state:
+            raise CheckpointError(f"{path} has no '{key}' weights")
+        weights = state[key]
     generator = build_generator(config["generator"])
     try:
         missing, unexpected = generator.load_state_dict(weights, strict=False)

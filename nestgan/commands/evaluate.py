@@ -23,7 +23,8 @@ from nestgan.threads import choose_threads
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--ckpt", required=True, type=str, help="Training checkpoint (network-snapshot-*.pt, best.pt).")
+@click.option("--ckpt", required=True, type=str,
+              help="Training checkpoint (network-snapshot-*.pt, best.pt) or .safetensors export.")
 @click.option("--metrics", default="fid50k_full", show_default=True, help=f"Comma-separated: {METRIC_GRAMMAR}.")
 @click.option("--data", type=click.Choice(list(DATASETS)), help="Real images [the checkpoint's training data].")
 @click.option("--data-dir", type=str, help="Where --data lives [the checkpoint's, for its own dataset].")
@@ -65,6 +66,8 @@ def main(
     torch_device = resolve_device(device)
     generator, config, progress = load_generator(ckpt, ema=not raw, device=torch_device)
     trained_on = dict(config.get("data") or {})
+    if data is None and not trained_on.get("name"):
+        raise ConfigError(f"{ckpt} does not say which data it was trained on; pass --data (and --data-dir)")
     if data is None or data == trained_on.get("name"):  # the training data, with what the flags change
         source = {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
     else:

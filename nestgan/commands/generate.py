@@ -8,6 +8,9 @@ z = torch.randn(z_dim) drawn from a CPU torch.Generator seeded with seed i, so a
 same z, and the same image on the same device. --trunc-resample PSI redraws every z component outside
 [-PSI, PSI] (BigGAN's truncation trick, not StyleGAN's psi, which pulls w towards its mean): smaller PSI, more
 typical and less varied images. Existing files are never overwritten without --force.
+
+With --export OUT.safetensors it writes no images but the generator itself (G_ema, or G with --raw): its weights
+and, as metadata, its config, for every loader of nestgan and for any safetensors reader.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nestgan.checkpoint import load_generator
+from nestgan.api import seed_latent
+from nestgan.checkpoint import EXPORT_DTYPES, export_generator, load_generator
 from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.errors import ConfigError
 from nestgan.images import image_grid
@@ -44,19 +48,6 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
             raise ConfigError(f"bad seed range '{part.strip()}' in {flag}: need A <= B <= {MAX_SEED}")
         seeds.extend(range(first, last + 1))
     return seeds
-
-
-def seed_latent(seed: int, z_dim: int, trunc_resample: float | None) -> torch.Tensor:
-    """z (z_dim,) for one seed, on the CPU; with `trunc_resample`, components outside [-trunc_resample,
-    trunc_resample] are redrawn (BigGAN's truncation)."""
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(z_dim, generator=rng)
-    if trunc_resample is not None:
-        outside = z.abs() > trunc_resample
-        while outside.any():
-            z[outside] = torch.randn(int(outside.sum()), generator=rng)
-            outside = z.abs() > trunc_resample
-    return z
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -110,7 +101,8 @@ def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--ckpt", required=True, type=str, help="Training checkpoint (network-snapshot-*.pt, best.pt).")
+@click.option("--ckpt", required=True, type=str,
+              help="Training checkpoint (network-snapshot-*.pt, best.pt) or .safetensors export.")
 @click.option("--n", "num", type=int, help="Number of images, seeds 0..n-1 [64].")
 @click.option("--seeds", type=str, help="Seeds instead of --n: a range 0-63, a list 1,5,9 or a mix.")
 @click.option("--outdir", type=str, help="Folder of the samples, nothing else [out/<run dir>-<checkpoint name>].")
@@ -124,7 +116,11 @@ def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
 @click.option("--interpolate", type=str, help="A,B: slerp from seed A's z to seed B's instead of per-seed images.")
 @click.option("--steps", type=int, default=8, show_default=True, help="Images in the --interpolate strip.")
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF.")
-@click.option("--force", is_flag=True, help="Overwrite existing samples and grid.")
+@click.option("--export", "export_path", type=str, metavar="OUT.safetensors",
+              help="Write the generator (weights and config, no optimiser, no pickle) here instead of images.")
+@click.option("--export-dtype", type=click.Choice(list(EXPORT_DTYPES)), default="fp32", show_default=True,
+              help="Weights' storage type in --export (bf16: half the size; pixels may differ slightly).")
+@click.option("--force", is_flag=True, help="Overwrite existing samples and grid, or the --export file.")
 @user_errors_as_exit
 def main(
     ckpt: str,
@@ -139,9 +135,19 @@ def main(
     interpolate: str | None,
     steps: int,
     gif: bool,
+    export_path: str | None,
+    export_dtype: str,
     force: bool,
 ) -> None:
-    """Write generated images of a trained generator as PNGs."""
+    """Write generated images of a trained generator as PNGs, or export the generator (--export)."""
+    if export_path:
+        image_flags = {"--n": num is not None, "--seeds": seeds, "--outdir": outdir, "--interpolate": interpolate,
+                       "--gif": gif, "--trunc-resample": trunc_resample is not None}
+        given = [flag for flag, value in image_flags.items() if value]
+        if given:
+            raise ConfigError(f"--export writes the generator, not images; drop {'/'.join(given)}")
+        write_export(ckpt, Path(export_path), raw, export_dtype, force)
+        return
     if num is not None and num <= 0:
         raise ConfigError(f"--n must be positive, got {num}")
     if batch <= 0:
@@ -189,6 +195,20 @@ def main(
     if grid_file:
         Image.fromarray(image_grid(images, columns=math.ceil(math.sqrt(len(images))))).save(grid_file)
     click.echo(f"wrote {len(images)} images to {out}{f' and their grid to {grid_file}' if grid_file else ''}")
+
+
+def write_export(ckpt: str, path: Path, raw: bool, dtype: str, force: bool) -> None:
+    """The generator of `ckpt` as a safetensors export at `path`, written atomically, never over a file unasked."""
+    if path.suffix != ".safetensors":
+        raise ConfigError(f"--export needs a file name ending in .safetensors, got {path}")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; choose another --export path or pass --force to overwrite")
+    generator, config, progress = load_generator(ckpt, ema=not raw)  # on the CPU, where the export is written
+    try:
+        export_generator(path, generator, config, progress, weights="G" if raw else "G_ema", dtype=dtype)
+    except OSError as e:
+        raise ConfigError(f"cannot write --export {path}: {e.strerror or e}") from None
+    click.echo(f"wrote {path} ({'G' if raw else 'G_ema'}, {dtype}, {path.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
