@@ -80,6 +80,20 @@ def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
     assert "cpu" not in dry_run("--data", "celeba")
 
 
+def test_workers_is_not_an_alias_of_threads_and_resolutions_come_from_the_presets():
+    """--workers means data-loader workers in StyleGAN2-ADA: here it is no option at all. --resolution offers the
+    resolutions that have a generator preset, so 16 (no preset) is refused by click."""
+    from nestgan.presets import preset_names
+
+    workers = run_cli("--dry-run", "--workers", "2")
+    assert workers.exit_code == 2 and "No such option '--workers'" in workers.stderr
+    assert dry_run("--threads", "2")["threads"] == 2
+    sizes = {name.split("-")[1] for name in preset_names("generators")}
+    assert train_gan.preset_resolutions() == sorted(sizes, key=int) and "16" not in sizes
+    refused = run_cli("--dry-run", "--resolution", "16")
+    assert refused.exit_code == 2 and "'16' is not one of '32', '64', '128'" in refused.stderr
+
+
 def test_g_and_resolution_flags_pick_the_stock_preset():
     cfg = dry_run("--g", "conv", "--resolution", "64")
     assert cfg["generator"]["arch"] == "conv" and cfg["resolution"] == 64

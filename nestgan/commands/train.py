@@ -13,7 +13,14 @@ import click
 
 from nestgan.cli import user_errors_as_exit
 from nestgan.config import DATASETS, DEVICES, DISCRIMINATORS, GENERATORS, PRECISIONS, load_config
+from nestgan.presets import preset_names
 from nestgan.training.distributed import world_from_env
+
+
+def preset_resolutions() -> list[str]:
+    """The resolutions that have a generator preset (<g>-<resolution>[-variant]), smallest first."""
+    sizes = {name.split("-")[1] for name in preset_names("generators") if "-" in name}
+    return sorted((size for size in sizes if size.isdigit()), key=int)
 
 
 def metric_list(text: str) -> list[str]:
@@ -32,7 +39,9 @@ def metric_list(text: str) -> list[str]:
 @click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
 @click.option("--g", type=click.Choice(GENERATORS), help="Generator family; preset <g>-<resolution>.")
 @click.option("--d", type=click.Choice(DISCRIMINATORS), help="Discriminator.")
-@click.option("--resolution", type=click.Choice(["16", "32", "64", "128"]), help="Image size in pixels.")
+@click.option("--resolution", type=click.Choice(preset_resolutions()),
+              help="Image size in pixels: those of the generator presets (others: resolution and a [generator] "
+                   "table in a --config file).")
 @click.option("--lr-g", type=float, help="Adam learning rate of the generator.")
 @click.option("--lr-d", type=float, help="Adam learning rate of the discriminator.")
 @click.option("--r1-gamma", type=float, help="R1 penalty weight on real images (0 turns it off).")
@@ -48,7 +57,7 @@ def metric_list(text: str) -> list[str]:
 @click.option("--download/--no-download", default=None, help="Download the dataset when it is missing.")
 @click.option("--split", type=str, help="Dataset split [train].")
 @click.option("--xflip/--no-xflip", default=None, help="Random horizontal flips of the real images.")
-@click.option("--threads", "--workers", "threads", type=int,
+@click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free, re-checked every tick].")
 @click.option("--cache-dir", type=str, help="Prepared-dataset / FID-statistics cache [$NESTGAN_CACHE or ~/.cache/nestgan].")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config as JSON and exit.")
