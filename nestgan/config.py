@@ -89,6 +89,9 @@ class TrainConfig:
     # Set by load_config, not by a config source: the [cpu] tables that replaced GPU-sized keys, as
     # "<file> [cpu]: key, key", recorded in config.json so that a run says which recipe it trained with.
     cpu_tables: list[str] = field(default_factory=list, init=False)
+    # Set while resolving, not by a config source: each table this config was built from, lowest priority first,
+    # with why it applied and what a [cpu] table changed (--dry-run prints them; config.json keeps them).
+    sources: list[str] = field(default_factory=list, init=False)
 
     @classmethod
     def from_sources(
@@ -115,6 +118,7 @@ class TrainConfig:
             merged.pop(derived, None)  # recomputed, not taken from a source (a copied config may carry it)
         data = DataConfig(**merged.pop("data", {}))
         cfg = cls(data=data, **merged)
+        cfg.sources = [generator_source(cfg.g, cfg.resolution, cfg.generator)]
         cfg.generator = resolve_generator(cfg.g, cfg.resolution, cfg.generator)
         cfg.validate(world_size)
         return cfg
@@ -216,21 +220,37 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[str, Any]:
-    """[generator] table -> full generator preset dict with "arch".
-
-    A table with "arch" and no "preset" is already complete; otherwise it overrides keys of the named preset
-    (default "<g>-<resolution>").
-    """
-    from nestgan.networks import generator_preset
-
-    table = dict(table)
+def generator_preset_name(g: str, resolution: int, table: dict[str, Any]) -> str | None:
+    """The preset a [generator] table builds on: its "preset", else "<g>-<resolution>"; None when the table is
+    complete by itself ("arch" and no "preset")."""
     if "arch" in table and "preset" not in table:
-        return table
-    name = table.pop("preset", f"{g}-{resolution}")
+        return None
+    name = table.get("preset", f"{g}-{resolution}")
     if not isinstance(name, str):
         raise ConfigError(f"generator.preset must be a preset name like 'nest-32', got {name!r}")
-    return {**generator_preset(name), **table}
+    return name
+
+
+def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[str, Any]:
+    """[generator] table -> full generator preset dict with "arch": the table's keys over its preset's."""
+    from nestgan.networks import generator_preset
+
+    name = generator_preset_name(g, resolution, table)
+    if name is None:
+        return dict(table)
+    return {**generator_preset(name), **{k: v for k, v in table.items() if k != "preset"}}
+
+
+def generator_source(g: str, resolution: int, table: dict[str, Any]) -> str:
+    """Which generator preset a [generator] table applies, and why, for TrainConfig.sources."""
+    name = generator_preset_name(g, resolution, table)
+    if name is None:
+        return f"no generator preset: the [generator] table is a complete '{table['arch']}' generator"
+    why = "named by the [generator] table" if "preset" in table else f"g is {g}, resolution {resolution}"
+    overrides = [key for key in table if key != "preset"]
+    return f"generator preset {name} applied: {why}" + (
+        f"; the [generator] table overrides {', '.join(overrides)}" if overrides else ""
+    )
 
 
 def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:
@@ -243,18 +263,59 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     preset, preset_path = dataset_preset(name)
     device = flags.get("device") or file.get("device") or preset.get("device") or "auto"
     on_cpu = resolve_device(device).type == "cpu"
+    why_device = f"device is {device}" + ("" if device != "auto" else
+                                          f" and torch sees {'no' if on_cpu else 'a'} CUDA device")
     applied = []
+    sources = []
     layers = []
-    for layer, source in ((preset, preset_path), (file, config_file)):  # a copy of a preset works as a --config file
+    below: dict[str, Any] = {}  # the values a [cpu] table replaces
+    set_by_cpu: set[str] = set()
+    for layer, source, what, why in (
+        (preset, preset_path, f"{name} preset", f"data is {name} ({Path(preset_path).as_posix()})"),
+        (file, config_file, "config file", f"--config {config_file}"),  # a copy of a preset works as a --config file
+    ):
+        if layer:
+            sources.append(f"{what} applied: {why}")
         cpu_keys = _table(layer, "cpu", str(source))
         layer = {k: v for k, v in layer.items() if k != "cpu"}
+        below.update(layer)
         if on_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
+            changes = [_describe_change(key, below, value) for key, value in cpu_keys.items()]
+            sources.append(f"[cpu] of {what} applied: {why_device}; {', '.join(filter(None, changes)) or 'no change'}")
             layer = {**layer, **cpu_keys}
+            below.update(cpu_keys)
+            set_by_cpu.update(cpu_keys)
             applied.append(f"{Path(source).as_posix()} [cpu]: {', '.join(cpu_keys)}")
+        elif cpu_keys:
+            sources.append(f"[cpu] of {what} not applied: {why_device}")
         layers.append(layer)
+    if flags:
+        keys = [f"data.{k}" for k in flags.get("data", {})] + [k for k in flags if k != "data"]
+        over_cpu = [key for key in keys if key in set_by_cpu]
+        sources.append(f"flags applied last: {', '.join(keys)}"
+                       + (f" (over the [cpu] value of {', '.join(over_cpu)})" if over_cpu else ""))
     cfg = TrainConfig.from_sources(*layers, flags, world_size)
     cfg.cpu_tables = applied
+    cfg.sources = sources + cfg.sources
     return cfg
+
+
+def _describe_change(key: str, below: dict[str, Any], value: Any) -> str:
+    """'metrics fid10k -> fid1k' for a [cpu] key that changes a value ('' if it does not); a [cpu.<table>] names
+    the keys it sets."""
+    if isinstance(value, dict):
+        return f"{key} table ({', '.join(value)})"
+    field_ = TrainConfig.__dataclass_fields__.get(key)
+    if field_ is None:  # an unknown key: from_sources refuses it, naming the key
+        return f"{key} {_show(value)}"
+    before = below.get(key, field_.default_factory() if field_.default is dataclasses.MISSING else field_.default)
+    return "" if before == value else f"{key} {_show(before)} -> {_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "[]"
+    return repr(value) if value == "" else str(value)
 
 
 def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -75,9 +75,33 @@ def test_preset_cpu_table_applies_on_cpu_only_and_flags_still_win():
     cfg = dry_run("--data", "celeba", "--device", "cpu")
     assert cfg["metrics"] == ["fid1k"]  # [cpu] of nestgan/configs/celeba.toml
     assert len(cfg["cpu_tables"]) == 1 and cfg["cpu_tables"][0].startswith(f"{(REPO / 'nestgan' / 'configs').as_posix()}/celeba.toml [cpu]: ")
-    assert "the CPU recipe applies: " in run_cli("--dry-run", "--data", "celeba", "--device", "cpu").stderr
     assert dry_run("--data", "celeba", "--device", "cpu", "--metrics", "fid10k")["metrics"] == ["fid10k"]
     assert "cpu" not in dry_run("--data", "celeba")
+
+
+def test_dry_run_says_which_preset_tables_applied_and_why(monkeypatch):
+    """stderr names each table and why it applied, the [cpu] table with the values it swapped (fid10k -> fid1k), and
+    flags that win over it; the JSON on stdout carries the same lines as "sources"."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_cli("--dry-run", "--data", "celeba", "--device", "cpu")
+    notes = [line.removeprefix("config: ") for line in result.stderr.splitlines()]
+    assert notes == json.loads(result.stdout)["sources"]
+    assert notes[0].startswith("celeba preset applied: data is celeba (") and notes[0].endswith("/celeba.toml)")
+    assert notes[1].startswith("[cpu] of celeba preset applied: device is cpu; metrics fid10k -> fid1k, ")
+    assert "batch 64 -> 32" in notes[1] and "generator table (preset, widths" in notes[1]
+    assert notes[2:] == ["flags applied last: data.name, device",
+                         "generator preset nest-64 applied: named by the [generator] table; "
+                         "the [generator] table overrides widths, depths, heads, upsample"]
+    auto = run_cli("--dry-run", "--data", "celeba", "--metrics", "fid10k").stderr
+    assert "[cpu] of celeba preset applied: device is auto and torch sees no CUDA device; metrics fid10k -> fid1k" in auto
+    assert "flags applied last: data.name, metrics (over the [cpu] value of metrics)" in auto
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    on_gpu = run_cli("--dry-run", "--data", "celeba").stderr
+    assert "config: [cpu] of celeba preset not applied: device is auto and torch sees a CUDA device" in on_gpu
+    assert "generator preset nest-64 applied: g is nest, resolution 64" in on_gpu
 
 
 def test_workers_is_not_an_alias_of_threads_and_resolutions_come_from_the_presets():

@@ -60,15 +60,16 @@ def metric_list(text: str) -> list[str]:
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free, re-checked every tick].")
 @click.option("--cache-dir", type=str, help="Prepared-dataset / FID-statistics cache [$NESTGAN_CACHE or ~/.cache/nestgan].")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved config as JSON and exit; stderr says which preset tables applied and why.")
 @user_errors_as_exit
 def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
     """Train a GAN with a transposed-NesT (or TransGAN / conv) generator."""
     flags = flags_to_config(options)
     cfg = load_config(flags, config_file, world_size=world_from_env().world_size)
     if dry_run:
-        for table in cfg.cpu_tables:  # on stderr: stdout stays one JSON document
-            click.echo(f"on this CPU the CPU recipe applies: {table} (--device cuda keeps the GPU values)", err=True)
+        for source in cfg.sources:  # on stderr: stdout stays one JSON document
+            click.echo(f"config: {source}", err=True)
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     from nestgan.training import train
