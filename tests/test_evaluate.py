@@ -17,7 +17,7 @@ from nestgan.metrics.inception_weights import CONVERTED_NAME, ENV_VAR
 # KID and precision/recall on 10 images: real Inception features, cached reference, json lines; cheap on a CPU.
 # (FID of 2048-d statistics needs a 2048 x 2048 eigen-decomposition, about a minute on a busy 2-core machine;
 # FID through evaluate_metrics is covered in test_metrics.py with a small feature extractor.)
-METRICS = "kid10,pr10"
+METRICS = "kid10,pr_inception10"
 RECORD_KEYS = {"metric", "results", "num_gen", "num_reals", "reference", "extractor", "weights_sha256", "wall_s",
                "checkpoint", "kimg", "train_s"}
 
@@ -45,11 +45,11 @@ def test_evaluate_prints_values_appends_json_lines_and_reuses_the_reference(run_
     ckpt, cache = run_dir / "run" / "network-snapshot-000001.pt", run_dir / "cache"
     first = evaluate_cli("--ckpt", str(ckpt), "--metrics", METRICS, "--cache-dir", str(cache), "--batch", "16")
     assert first.exit_code == 0, (first.output, first.exception)
-    assert "kid10_mean" in first.stdout and "pr10_precision" in first.stdout and "pr10_recall" in first.stdout
+    assert all(key in first.stdout for key in ("kid10_mean", "pr_inception10_precision", "pr_inception10_recall"))
     assert "10 generated vs 10 real celeba-16-" in first.stdout
 
     records = {}
-    for metric in ("kid10", "pr10"):
+    for metric in ("kid10", "pr_inception10"):
         lines = (run_dir / "run" / f"metric-{metric}.jsonl").read_text().splitlines()
         assert len(lines) == 1
         records[metric] = json.loads(lines[0])
@@ -61,7 +61,7 @@ def test_evaluate_prints_values_appends_json_lines_and_reuses_the_reference(run_
     assert (kid["weights_sha256"], kid["weights_source"]) == (converted_inception.sha256, "converted")
     assert kid["checkpoint"] == str(ckpt) and kid["wall_s"] > 0
     assert (kid["kimg"], kid["train_s"]) == (1.0, 12.5)  # the checkpoint's place in its run, for curves over time
-    assert 0 <= records["pr10"]["results"]["pr10_precision"] <= 1
+    assert 0 <= records["pr_inception10"]["results"]["pr_inception10_precision"] <= 1
 
     cached = {p: p.stat().st_mtime_ns for p in (cache / "fidelity").iterdir()}
     assert cached, "no reference was cached"
