@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from nestgan.commands import evaluate
-from nestgan.metrics import fidelity
+from nestgan.metrics import MetricsReport, fidelity, parse_metric_name
 from nestgan.metrics.inception_weights import CONVERTED_NAME, ENV_VAR
 
 
@@ -97,3 +97,37 @@ def test_evaluate_user_errors_exit_2_with_one_line(run_dir, problem, args):
     assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
     assert "Traceback" not in result.output
     assert not list((run_dir / "run").glob("metric-*.jsonl"))
+
+
+def test_default_metrics_fit_the_device():
+    """Without --metrics: fid50k_full on CUDA; on a CPU the dataset preset's [cpu] choice, else its metrics, else
+    fid1k. A long evaluation on a CPU gets a rough expected time, a short one none."""
+    assert evaluate.default_metrics("cuda", "celeba")[0] == ["fid50k_full"]
+    names, why = evaluate.default_metrics("cpu", "celeba")
+    assert names == ["fid1k"]
+    assert why.startswith("the [cpu] choice of the celeba preset on a CPU, instead of fid50k_full")
+    assert evaluate.default_metrics("cpu", "shapes")[0] == ["fid500"]  # no [cpu] table: the preset's own, CPU-sized
+    note = evaluate.cpu_time_note([parse_metric_name("fid50k_full")], 202_599, threads=2)
+    assert note.startswith("expect roughly 10.0 hours: 252599 images through Inception at about 7 images/s")
+    assert evaluate.cpu_time_note([parse_metric_name("fid1k")], 202_599, threads=2) is None
+
+
+def test_evaluate_without_metrics_on_a_cpu_runs_the_presets_cpu_choice_and_says_why(run_dir, monkeypatch):
+    """A CelebA checkpoint evaluated on a CPU with no --metrics computes fid1k (celeba's [cpu] choice), not
+    fid50k_full, and says so on stderr before it starts."""
+    asked = []
+
+    def fake_evaluate(generator, dataset, names, device, **kwargs):
+        asked.append(names)
+        return MetricsReport(values={"fid1k": 12.5}, specs=[parse_metric_name("fid1k")], num_reals={"fid1k": 12},
+                             reference=dataset.pixels_id, extractor="inception-v3-compat", weights_sha256="-",
+                             weights_source="test", internal_dtype="float32", seed=0, device="cpu", wall_s=1.0)
+
+    monkeypatch.setattr(evaluate, "evaluate_metrics", fake_evaluate)
+    ckpt = run_dir / "run" / "network-snapshot-000001.pt"
+    result = evaluate_cli("--ckpt", str(ckpt), "--cache-dir", str(run_dir / "cache"))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert asked == [["fid1k"]]
+    assert result.stderr.startswith("metrics: fid1k (the [cpu] choice of the celeba preset on a CPU, instead of "
+                                    "fid50k_full, which would take hours; choose others with --metrics)\n")
+    assert result.stdout.startswith("fid1k 12.5000") and (run_dir / "run" / "metric-fid1k.jsonl").is_file()

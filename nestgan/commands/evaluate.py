@@ -1,7 +1,9 @@
 """Evaluate a checkpoint: python evaluate.py --ckpt PATH [--metrics fid50k_full,kid50k] [flags]; see --help.
 
 The real images default to the dataset the checkpoint was trained on (its config["data"]); the reference
-statistics are computed once and cached. Prints one line per metric and appends one json line per metric to
+statistics are computed once and cached. Without --metrics: fid50k_full on CUDA, and on a CPU the dataset preset's
+[cpu] choice (fid1k for the stock presets), since fid50k_full would take hours there; a long evaluation on a CPU
+is announced with a rough expected time first. Prints one line per metric and appends one json line per metric to
 metric-<name>.jsonl next to the checkpoint (or to --out). Works offline: see nestgan/metrics/inception_weights.py
 for where the Inception weights come from.
 """
@@ -18,14 +20,51 @@ from nestgan.checkpoint import load_generator
 from nestgan.cli import resolve_device, user_errors_as_exit
 from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.errors import ConfigError
-from nestgan.metrics import METRIC_GRAMMAR, append_metric_line, evaluate_metrics, parse_metric_name
+from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
+from nestgan.presets import dataset_preset
 from nestgan.threads import choose_threads
+
+CUDA_DEFAULT_METRICS = ["fid50k_full"]  # StyleGAN's headline FID
+CPU_FALLBACK_METRICS = ["fid1k"]  # minutes on a CPU; for a dataset whose preset names no metric
+# About 7 images/s through Inception on 2 cores (the [cpu] notes of nestgan/configs/*.toml): a rough rate per thread.
+CPU_INCEPTION_IMAGES_PER_S_PER_THREAD = 3.5
+LONG_EVALUATION_S = 10 * 60
+
+
+def default_metrics(device_type: str, dataset: str) -> tuple[list[str], str]:
+    """The metrics evaluate runs when --metrics is not given, and why."""
+    if device_type == "cuda":
+        return CUDA_DEFAULT_METRICS, "the default on CUDA"
+    preset, _ = dataset_preset(dataset)
+    cpu_table = preset.get("cpu") if isinstance(preset.get("cpu"), dict) else {}
+    instead = f"on a CPU, instead of {', '.join(CUDA_DEFAULT_METRICS)}, which would take hours"
+    if cpu_table.get("metrics"):
+        return cpu_table["metrics"], f"the [cpu] choice of the {dataset} preset {instead}"
+    if preset.get("metrics"):
+        return preset["metrics"], f"the {dataset} preset's metrics {instead}"
+    return CPU_FALLBACK_METRICS, f"a FID that fits a CPU {instead}"
+
+
+def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -> str | None:
+    """A rough expected time when an evaluation on a CPU would take long, else None."""
+    reals = sum({spec.num_reals(available_reals) for spec in specs if spec.kind != "is"})
+    images = max(spec.num_gen for spec in specs) + reals
+    rate = CPU_INCEPTION_IMAGES_PER_S_PER_THREAD * threads
+    seconds = images / rate
+    if seconds < LONG_EVALUATION_S:
+        return None
+    took = f"{seconds / 3600:.1f} hours" if seconds >= 2 * 3600 else f"{seconds / 60:.0f} minutes"
+    return (
+        f"expect roughly {took}: {images} images through Inception at about {rate:.0f} images/s on {threads} CPU "
+        f"thread(s), less if the {reals} reals' features are cached; the progress bars show the real rate"
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--ckpt", required=True, type=str,
               help="Training checkpoint (network-snapshot-*.pt, best.pt) or .safetensors export.")
-@click.option("--metrics", default="fid50k_full", show_default=True, help=f"Comma-separated: {METRIC_GRAMMAR}.")
+@click.option("--metrics", help=f"Comma-separated: {METRIC_GRAMMAR} [fid50k_full on CUDA; on a CPU the dataset "
+                                "preset's [cpu] choice, e.g. fid1k].")
 @click.option("--data", type=click.Choice(list(DATASETS)), help="Real images [the checkpoint's training data].")
 @click.option("--data-dir", type=str, help="Where --data lives [the checkpoint's, for its own dataset].")
 @click.option("--split", type=click.Choice(list(SPLITS)), help="Split of the real images [the checkpoint's].")
@@ -42,7 +81,7 @@ from nestgan.threads import choose_threads
 @user_errors_as_exit
 def main(
     ckpt: str,
-    metrics: str,
+    metrics: str | None,
     data: str | None,
     data_dir: str | None,
     split: str | None,
@@ -57,8 +96,8 @@ def main(
     raw: bool,
 ) -> None:
     """Compute FID / KID / precision-recall / IS of a trained generator."""
-    specs = [parse_metric_name(name) for name in metrics.split(",") if name.strip()]
-    if not specs:
+    specs = [parse_metric_name(name) for name in (metrics or "").split(",") if name.strip()]
+    if metrics is not None and not specs:
         raise ConfigError(f"--metrics is empty; metric names are {METRIC_GRAMMAR}")
     choose_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -72,7 +111,14 @@ def main(
         source = {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
     else:
         source = {"name": data, "data_dir": data_dir, "split": split or "train", "cache_dir": trained_on.get("cache_dir")}
+    if not specs:
+        names, why = default_metrics(torch_device.type, source["name"])
+        specs = [parse_metric_name(name) for name in names]
+        click.echo(f"metrics: {', '.join(names)} ({why}; choose others with --metrics)", err=True)
     dataset = load_training_data(source, generator.resolution, cache_dir)
+    note = cpu_time_note(specs, len(dataset), torch.get_num_threads()) if torch_device.type == "cpu" else None
+    if note:
+        click.echo(f"note: {note}", err=True)
     report = evaluate_metrics(
         generator,
         dataset,
