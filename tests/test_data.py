@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,56 @@ def test_folder_errors(tmp_path):
         _load("folder", 16, tmp_path, data_dir=tmp_path / "broken")
     with pytest.raises(DataError, match="needs data_dir"):
         _load("folder", 16, tmp_path)
+    assert not _leftover_staging(tmp_path)
+
+
+def _zip_of_tree(root: Path, archive: Path, extra: dict[str, str | bytes] | None = None) -> None:
+    """The files under root in a zip, in subfolders as they are; extra adds members by name."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(root).as_posix())
+        for name, content in (extra or {}).items():
+            out.writestr(name, content)
+
+
+def test_folder_reader_reads_a_zip_like_the_folder(tmp_path, caplog):
+    _odd_images_tree(tmp_path / "images")
+    archive = tmp_path / "images.zip"
+    # dataset_tool.py's labels file and a macOS resource fork: neither is counted as a skipped file
+    _zip_of_tree(tmp_path / "images", archive, {"dataset.json": '{"labels": null}', "__MACOSX/._a_rgb.jpg": b"x"})
+    with caplog.at_level(logging.WARNING, logger="nestgan.data"):
+        zipped = _load("folder", 16, tmp_path, data_dir=archive)
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1 and "images.zip" in warnings[0] and "h_truncated.jpg" in warnings[0]
+    assert len(zipped) == 8 and zipped.num_skipped == 2  # the truncated jpg and the txt, as in the folder
+    folder = _load("folder", 16, tmp_path, data_dir=tmp_path / "images")
+    assert np.array_equal(zipped.images, folder.images)  # same images, same order, same preprocessing
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(tmp_path / "images" / "sub" / "k_new.png")
+    _zip_of_tree(tmp_path / "images", archive)
+    assert len(_load("folder", 16, tmp_path, data_dir=archive)) == 9  # a changed zip is prepared again
+
+
+def test_folder_zip_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.zip"
+    _odd_images_tree(tmp_path / "images")
+    _zip_of_tree(tmp_path / "images", corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:-100])  # the central directory at the end is cut off
+    with pytest.raises(DataError, match=rf"{corrupt} is not a readable zip file \(.*\); check it with 'unzip -t'"):
+        _load("folder", 16, tmp_path, data_dir=corrupt)
+    (tmp_path / "empty.zip").write_bytes(b"")
+    with pytest.raises(DataError, match="empty.zip is not a readable zip file"):
+        _load("folder", 16, tmp_path, data_dir=tmp_path / "empty.zip")
+    with zipfile.ZipFile(tmp_path / "texts.zip", "w") as out:
+        out.writestr("notes/readme.txt", "x")
+        out.writestr("dataset.json", "{}")
+    with pytest.raises(DataError, match=r"no images \(jpg/jpeg/png/bmp/webp\) found in .*texts\.zip \(1 other files\)"):
+        _load("folder", 16, tmp_path, data_dir=tmp_path / "texts.zip")
+    with pytest.raises(DataError, match=f"zip file not found: {tmp_path / 'nope.zip'}"):
+        _load("folder", 16, tmp_path, data_dir=tmp_path / "nope.zip")
+    (tmp_path / "list.txt").write_text("a.png")
+    with pytest.raises(DataError, match="list.txt is a file, not a folder of images or a .zip of them"):
+        _load("folder", 16, tmp_path, data_dir=tmp_path / "list.txt")
     assert not _leftover_staging(tmp_path)
 
 

@@ -30,7 +30,8 @@ def metric_list(text: str) -> list[str]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default shapes: procedural, no download).")
-@click.option("--data-dir", type=str, help="Where the dataset lives (needed for folder; optional for others).")
+@click.option("--data-dir", type=str,
+              help="Where the dataset lives (folder: a folder or .zip of images; optional for others).")
 @click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/recipes/*.toml).")
 @click.option("--outdir", type=str, help="Parent of the numbered run directories [runs].")
 @click.option("--kimg", type=float, help="Total training length in thousands of images.")

@@ -7,8 +7,10 @@ the prepared cache without decoding anything) and how to decode it into a preall
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ DECODE_THREADS = min(8, os.cpu_count() or 1)
 _DECODE_CHUNK = 512
 
 Report = Callable[[int], None]
+ReadBytes = Callable[[str], bytes]  # name of a file (e.g. a zip member) -> its contents
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(path: str, resolution: int, crop_width_fraction: float | None = None) -> np.ndarray:
-    """Read one image file -> uint8 (3, R, R).
+def decode_image(path: str, resolution: int, crop_width_fraction: float | None = None,
+                 read: ReadBytes | None = None) -> np.ndarray:
+    """Read one image file -> uint8 (3, R, R); `read` gets its bytes (a zip member), by default it is opened.
 
     Crop: a centred square, the largest one (crop_width_fraction None) or one whose side is that fraction of
     the image width; expressed relative to the image size so half-size copies of a dataset crop the same
@@ -84,11 +88,11 @@ def decode_image(path: str, resolution: int, crop_width_fraction: float | None =
     UnreadableImage for anything PIL cannot decode (truncated, corrupt, not an image).
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(read(path)) if read else path) as image:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             rgb = to_rgb(image)
-    except Exception as e:  # PIL reports malformed files with many exception types (OSError, ValueError, ...)
+    except Exception as e:  # PIL (and zipfile, for a damaged member) report many exception types
         raise UnreadableImage(f"{path}: {e}") from None
     width, height = rgb.size
     side = min(width, height) if crop_width_fraction is None else min(crop_width_fraction * width, height)
@@ -97,14 +101,15 @@ def decode_image(path: str, resolution: int, crop_width_fraction: float | None =
     return np.asarray(resized).transpose(2, 0, 1)
 
 
-def _decode_or_none(path: str, resolution: int, crop: float | None) -> np.ndarray | None:
+def _decode_or_none(path: str, resolution: int, crop: float | None, read: ReadBytes | None) -> np.ndarray | None:
     try:
-        return decode_image(path, resolution, crop)
+        return decode_image(path, resolution, crop, read)
     except UnreadableImage:
         return None
 
 
-def decode_files(paths: list[str], out: np.ndarray, resolution: int, crop: float | None, report: Report) -> Produced:
+def decode_files(paths: list[str], out: np.ndarray, resolution: int, crop: float | None, report: Report,
+                 read: ReadBytes | None = None) -> Produced:
     """Decode files in order into out[:k] until out is full, skipping unreadable ones; a thread pool in parallel
     (PIL releases the GIL while decoding and resizing)."""
     count, skipped, example, next_path = 0, 0, "", 0
@@ -113,7 +118,7 @@ def decode_files(paths: list[str], out: np.ndarray, resolution: int, crop: float
             # Never decode more than still fits, so max_images costs only what it keeps (plus any skipped).
             chunk = paths[next_path : next_path + min(_DECODE_CHUNK, len(out) - count)]
             next_path += len(chunk)
-            for path, image in zip(chunk, pool.map(lambda p: _decode_or_none(p, resolution, crop), chunk)):
+            for path, image in zip(chunk, pool.map(lambda p: _decode_or_none(p, resolution, crop, read), chunk)):
                 if image is None:
                     skipped, example = skipped + 1, example or path
                 else:
@@ -214,14 +219,85 @@ def _image_tree_plan(name: str, root: Path, split: str, resolution: int) -> Sour
     )
 
 
+ZIP_FIX = "check it with 'unzip -t', re-create it (e.g. with StyleGAN2-ADA's dataset_tool.py) or unpack it"
+
+
+class ZipMembers:
+    """Reads members of one zip file from the decoding threads: each thread opens the zip once, since
+    ZipFile.open counts its open members without a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def __call__(self, name: str) -> bytes:
+        if not hasattr(self._local, "archive"):
+            self._local.archive = zipfile.ZipFile(self.path)
+        return self._local.archive.read(name)
+
+
+def list_zip_members(path: Path) -> list[zipfile.ZipInfo]:
+    """Every non-hidden file in the zip, in sorted order; StyleGAN2-ADA's dataset.json (labels) is left out."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path} is not a readable zip file ({e}); {ZIP_FIX}") from None
+    visible = [m for m in members if not m.is_dir() and not any(p.startswith(".") for p in m.filename.split("/"))]
+    return sorted((m for m in visible if m.filename != "dataset.json"), key=lambda m: m.filename)
+
+
+def zip_fingerprint(members: list[zipfile.ZipInfo]) -> str:
+    """Count, total bytes and a hash of the names and CRCs: changes when any member is added, removed or edited."""
+    names = hashlib.sha256()
+    for member in members:
+        names.update(f"{member.filename}\0{member.CRC}\0".encode())
+    return f"n={len(members)} bytes={sum(m.file_size for m in members)} names={names.hexdigest()[:16]}"
+
+
+def _zip_plan(path: Path, resolution: int) -> SourcePlan:
+    """The 'folder' dataset from a zip of image files (e.g. StyleGAN2-ADA's dataset_tool.py output), decoded
+    like an image folder; files without an image extension are counted as skipped."""
+    members = list_zip_members(path)
+    images = [m.filename for m in members if _is_image_name(m.filename)]
+    if not images:
+        raise DataError(
+            f"no images ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)}) found in {path} ({len(members)} other files); "
+            f"the zip should hold image files, in any subfolders"
+        )
+    others = [m.filename for m in members if not _is_image_name(m.filename)]
+
+    def produce(out: np.ndarray, report: Report) -> Produced:
+        done = decode_files(images, out, resolution, None, report, read=ZipMembers(path))
+        example = done.example or (others[0] if others else "")
+        return Produced(done.count, done.skipped + len(others), example)
+
+    return SourcePlan(
+        name="folder",
+        location=str(path),
+        split="all",
+        preprocessing="rgb (alpha on white), centre square crop of the shorter side, lanczos resize",
+        fingerprint=zip_fingerprint(members),
+        available=len(images),
+        produce=produce,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- datasets
 
 
 def folder_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path) -> SourcePlan:
-    """Any folder tree of images; the split is ignored (the whole tree is the dataset)."""
+    """Any folder tree of images, or a .zip of one; the split is ignored (the whole tree is the dataset)."""
     if data_dir is None:
-        raise DataError("the 'folder' dataset needs data_dir: a folder of jpg/jpeg/png/bmp/webp images")
-    return _image_tree_plan("folder", _resolve_root(data_dir, cache_root, "folder"), "all", resolution)
+        raise DataError("the 'folder' dataset needs data_dir: a folder of jpg/jpeg/png/bmp/webp images or a .zip of them")
+    root = _resolve_root(data_dir, cache_root, "folder")
+    if root.suffix.lower() == ".zip" and not root.exists():
+        raise DataError(f"zip file not found: {root}")
+    if root.is_file():
+        if root.suffix.lower() == ".zip" or zipfile.is_zipfile(root):
+            return _zip_plan(root, resolution)
+        raise DataError(f"{root} is a file, not a folder of images or a .zip of them")
+    return _image_tree_plan("folder", root, "all", resolution)
 
 
 def shapes_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path) -> SourcePlan:
