@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Literal
 
 import torch
 
-from nestgan.errors import CheckpointError, ConfigError
+from nestgan.errors import CheckpointError, ConfigError, DiskFullError
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT, EXPORT_VERSION = "nestgan-generator", "1"  # an export's "format" and "format_version" metadata
@@ -50,35 +50,69 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], size_bytes: int | None = None) -> None:
     """Create or replace `path` with what `write(file)` writes: a reader sees the old file or the complete new
     one, never a part.
 
-    The bytes go to a temporary file in the same directory, are fsynced, then renamed over `path`.
+    The bytes go to a temporary file in the same directory, are fsynced, then renamed over `path`. Any failure
+    removes the temporary file; one for want of space (a full disk, a quota, ulimit -f) is a DiskFullError naming
+    `path` and, when the caller knows it, `size_bytes`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    with DiskFullError.raised_for(path, size_bytes):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask sets the mode, as for open()
         try:
-            os.fsync(dir_fd)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append `line` and a newline to a text file (a .jsonl log), whole or not at all: after a failed write (a full
+    disk) the file is cut back to its old size, so no half line breaks the parsing of the lines before and after."""
+    data = (line + "\n").encode()
+    with DiskFullError.raised_for(path, len(data)):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                written = 0
+                while written < len(data):  # short at the file size limit; the next write then raises
+                    written += os.write(fd, data[written:])
+            except BaseException:
+                os.ftruncate(fd, start)
+                raise
         finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            os.close(fd)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write a training checkpoint (`state` plus the format version) atomically."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f))
+    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f), size_bytes=tensor_bytes(state))
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a (nested) state: about what torch.save writes, for a disk-full message."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
 
 
 def file_format(path: str | os.PathLike, wanted: str = TRAINING_CHECKPOINT) -> Literal["torch", "safetensors"]:
@@ -241,7 +275,7 @@ def export_generator(
         "progress": json.dumps(progress, sort_keys=True),
     }
     content = save(tensors, metadata=metadata)
-    atomic_write(path, lambda f: f.write(content))
+    atomic_write(path, lambda f: f.write(content), size_bytes=len(content))
 
 
 def _read_export(path: Path, ema: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
