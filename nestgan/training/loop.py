@@ -27,14 +27,14 @@ from torch.profiler import record_function
 from nestgan.augment import DiffAugment
 from nestgan.checkpoint import load_checkpoint, save_checkpoint
 from nestgan.config import TrainConfig
-from nestgan.errors import ConfigError, TrainingError
+from nestgan.errors import ConfigError, DiskFullError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
 from nestgan.threads import ThreadGovernor
 from nestgan.training import distributed
 from nestgan.training.distributed import World
 from nestgan.training.ema import ema_beta, update_ema
-from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp
+from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp, snapshots
 
 GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
 
@@ -360,7 +360,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     loader = BatchIterator(dataset, rank_batch, cfg.seed, world.rank, world.world_size, cfg.data.xflip, device)
 
     run = RunDir.create(cfg.outdir, f"{cfg.data.name}-{cfg.g}-{cfg.resolution}") if world.is_main else None
-    with run.tee() if run else contextlib.nullcontext():
+    with run.tee() if run else contextlib.nullcontext(), disk_full_ends_training(cfg, run, resume_path):
         log = print if world.is_main else (lambda *a, **k: None)
         if ckpt is not None:
             restore(s, ckpt, cfg, world, loader, log)
@@ -376,6 +376,22 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         describe(cfg, s, dataset, world, device, micro_batch, run, log, threads)
         return _loop(cfg, s, dataset, loader, world, device, micro_batch, run, log, last_good=resume_path,
                      threads=threads if device.type == "cpu" else None)
+
+
+@contextlib.contextmanager
+def disk_full_ends_training(cfg: TrainConfig, run: RunDir | None, resume_path: Path | None) -> Iterator[None]:
+    """A write that fails for want of space, in nestgan's writers or elsewhere (log.txt, a library), ends the run
+    with one line: the file, the size when known, and how to go on. The writers have kept every earlier file whole."""
+    try:
+        yield
+    except Exception as e:
+        where = getattr(e, "filename", None) or (run.path if run else cfg.outdir)
+        full = DiskFullError.caused_by(e, where)
+        if full is None:
+            raise
+        has_snapshot = resume_path is not None or (run is not None and bool(snapshots(run.path)))
+        full.then = "rerun with --resume latest" if has_snapshot else "rerun"
+        raise full from None
 
 
 def describe(cfg, s, dataset, world, device, micro_batch, run, log, threads: ThreadGovernor) -> None:

@@ -15,14 +15,15 @@ import re
 import shutil
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 import torch
 from PIL import Image
 
-from nestgan.errors import ConfigError, NestganError
+from nestgan.checkpoint import append_line, atomic_write
+from nestgan.errors import ConfigError, DiskFullError, NestganError
 from nestgan.images import image_grid
 from nestgan.metrics.fidelity import quantize_images
 
@@ -63,12 +64,11 @@ class RunDir:
             )
 
     def write_json(self, name: str, data: Any) -> None:
-        (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
+        text = json.dumps(data, indent=2) + "\n"
+        atomic_write(self.path / name, lambda f: f.write(text.encode()))
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.path / name, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        append_line(self.path / name, json.dumps(record))
 
     def save_grid(self, images: torch.Tensor, name: str) -> Path:
         path = self.path / name
@@ -85,9 +85,9 @@ class RunDir:
 
     def set_best(self, snapshot: Path) -> None:
         """best.pt <- a copy of `snapshot`, replaced atomically."""
-        tmp = self.path / ".best.pt.tmp"
-        shutil.copyfile(snapshot, tmp)
-        os.replace(tmp, self.path / "best.pt")
+        size = snapshot.stat().st_size
+        with open(snapshot, "rb") as src:
+            atomic_write(self.path / "best.pt", lambda f: shutil.copyfileobj(src, f), size_bytes=size)
 
     def carry_history(self, previous_run: Path, up_to_kimg: float) -> None:
         """Copy the records of stats.jsonl and metric-*.jsonl up to the resume point from the run being
@@ -98,22 +98,28 @@ class RunDir:
             lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if _record_kimg(ln) <= up_to_kimg + 1e-9]
             if kept:
-                (self.path / src.name).write_text("\n".join(kept) + "\n")
+                text = "\n".join(kept) + "\n"
+                atomic_write(self.path / src.name, lambda f: f.write(text.encode()))
 
     @contextmanager
     def tee(self) -> Iterator[None]:
         """Everything written to stdout/stderr inside the block also goes to log.txt, and so does an error ending it."""
-        with open(self.path / "log.txt", "a") as log:
-            out, err = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
-            try:
-                yield
-            except BaseException as e:
-                # The console reports the error after the tee is gone; the log must say why the run ended too.
+        log = open(self.path / "log.txt", "a")
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        except BaseException as e:
+            # The console reports the error after the tee is gone; the log must say why the run ended too, unless
+            # the disk that ended it refuses that line as well.
+            with suppress(OSError):
                 log.write(f"error: {e}\n" if isinstance(e, NestganError) else traceback.format_exc())
-                raise
-            finally:
-                sys.stdout, sys.stderr = out, err
+                log.flush()
+            raise
+        finally:
+            sys.stdout, sys.stderr = out, err
+            with suppress(OSError):  # lines a full disk refused make close() fail again
+                log.close()
 
 
 class _Tee:
@@ -121,13 +127,16 @@ class _Tee:
         self.stream, self.log = stream, log
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self.log.flush()
-        return self.stream.write(text)
+        written = self.stream.write(text)
+        with DiskFullError.raised_for(self.log.name):
+            self.log.write(text)
+            self.log.flush()
+        return written
 
     def flush(self) -> None:
         self.stream.flush()
-        self.log.flush()
+        with DiskFullError.raised_for(self.log.name):
+            self.log.flush()
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding... of the console stream
         return getattr(self.stream, name)
@@ -177,5 +186,6 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
 
 
 def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    """(N, 3, R, R) floats in [-1, 1] -> one PNG grid, quantised as the metrics see the images."""
-    Image.fromarray(image_grid(quantize_images(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy())).save(path)
+    """(N, 3, R, R) floats in [-1, 1] -> one PNG grid, quantised as the metrics see the images, written atomically."""
+    grid = Image.fromarray(image_grid(quantize_images(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()))
+    atomic_write(path, lambda f: grid.save(f, format="PNG"))
