@@ -36,8 +36,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nestgan.checkpoint import sha256_of
-from nestgan.errors import ConfigError, DataError
+from nestgan.checkpoint import append_line, save_checkpoint, sha256_of
+from nestgan.errors import ConfigError, DataError, DiskFullError
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
 from nestgan.progress import image_progress
 
@@ -130,8 +130,7 @@ def append_metric_line(jsonl_path: str | os.PathLike, record: dict[str, Any]) ->
     """Append `record` as one json line (the file and its folder are created if missing)."""
     path = Path(jsonl_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    append_line(path, json.dumps(record, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------- feature extractor
@@ -240,9 +239,12 @@ def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
 
 
 def _save_cached(path: Path, content: dict[str, torch.Tensor]) -> None:
-    from nestgan.checkpoint import save_checkpoint  # the project's atomic writer
-
-    save_checkpoint(path, content)
+    """Cache `content` atomically; without room for it the metric goes on uncached (a warning, not an error)."""
+    try:
+        save_checkpoint(path, content)
+    except DiskFullError as e:
+        log.warning("warning: reference cache not written (%s); the metric is computed all the same, and the next "
+                    "evaluation extracts the reference features again", e.what)
 
 
 def _fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import tempfile
 import urllib.error
 import warnings
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from nestgan.checkpoint import sha256_of
+from nestgan.checkpoint import atomic_write, sha256_of, tensor_bytes
 from nestgan.errors import ConfigError
 
 EXTRACTOR = "inception-v3-compat"  # torch-fidelity's TF-compatible Inception v3
@@ -171,20 +170,11 @@ def convert_fid_helper_weights(scripted_path: Path, out_path: Path) -> str:
     if not error <= CONVERSION_TOLERANCE:
         raise ConfigError(f"converted Inception features differ from {scripted_path} (relative error {error:.2g})")
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(model.state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = sha256_of(Path(tmp))
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    out_path.with_name(out_path.name + ".sha256").write_text(digest + "\n")
+    state = model.state_dict()
+    atomic_write(out_path, lambda f: torch.save(state, f), size_bytes=tensor_bytes(state))
+    digest = sha256_of(out_path)
+    # The sidecar comes last: without it (a crash, a full disk) the cached file is not trusted but converted again.
+    atomic_write(out_path.with_name(out_path.name + ".sha256"), lambda f: f.write(f"{digest}\n".encode()))
     return digest
 
 
