@@ -364,6 +364,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         log = print if world.is_main else (lambda *a, **k: None)
         if ckpt is not None:
             restore(s, ckpt, cfg, world, loader, log)
+            del ckpt  # its copies of the weights and optimiser states would otherwise stay for the whole run
             log(f"resumed from {resume_path} at {s.images_seen / 1000:g} kimg (tick {s.tick}, step {s.step})")
             if run:
                 run.carry_history(resume_path.parent, s.images_seen / 1000)
