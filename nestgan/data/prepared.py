@@ -2,8 +2,11 @@
 
 <cache_dir>/prepared/<name>-<resolution>-<hash12>/ holds images.npy (N, 3, R, R) and meta.json. The hash covers
 everything that changes the pixels: source, resolved data path, split, resolution, preprocessing, a fingerprint
-of the input files, max_images and PREPARE_VERSION. A cache is built in a temporary folder and renamed into
+of the input files, max_images and PREPARE_VERSION. A cache is built in a staging folder and renamed into
 place, so a reader sees a complete cache or none; one that fails any check on opening is rebuilt, never trusted.
+Staging folders of killed preparations are removed by the next one. Two processes preparing the same cache at once
+both build it and the second rename finds the first one's, equivalent, in place. A complete cache is only read,
+so it may be read-only; a read-only one without the entry needed is a ConfigError that says so.
 meta.json also records the sha256 of the prepared pixels: FID reference statistics are keyed by it, so a copy of
 the data that only changed its timestamps (a re-mount, a copy without -p) costs a re-preparation of seconds, not
 another Inception pass over every real image.
@@ -11,11 +14,14 @@ another Inception pass over every real image.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -31,12 +37,32 @@ from nestgan.data.sources import DATASETS, SPLITS, SourcePlan, read_npy_header
 from nestgan.errors import ConfigError, DataError
 
 PREPARE_VERSION = 1  # bump when decoding or resizing changes pixels
+CACHE_FIX = "point --cache-dir or NESTGAN_CACHE at a writable folder"
+STALE_STAGING_S = 24 * 3600  # a staging folder untouched this long is abandoned, whoever made it
+STAGING_NAME = re.compile(r"^\..+\.staging-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
 log = logging.getLogger("nestgan.data")
 
 
 def default_cache_dir() -> Path:
     """$NESTGAN_CACHE, else ~/.cache/nestgan."""
     return Path(os.environ.get("NESTGAN_CACHE") or Path.home() / ".cache" / "nestgan").expanduser()
+
+
+def read_only_reason(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (made if absent), e.g. "Read-only file system"; None when one can.
+
+    Decided by trying, not from permission bits: those say nothing for root or on a read-only mount.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return e.strerror
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 class DamagedCache(Exception):
@@ -148,11 +174,38 @@ def _cache_key(plan: SourcePlan, resolution: int, max_images: int | None) -> dic
     }
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Remove staging folders that no live preparation owns: this host's whose process is gone, and any
+    untouched for STALE_STAGING_S (another host's, whose process cannot be asked)."""
+    host, now = socket.gethostname(), time.time()
+    for path in folder.glob(".*.tmp"):
+        match = STAGING_NAME.match(path.name)
+        try:
+            dead = match is not None and match["host"] == host and not _process_alive(int(match["pid"]))
+            touched = max([path.stat().st_mtime] + [p.stat().st_mtime for p in path.iterdir()])
+        except OSError:  # not a folder, or removed meanwhile by its owner or another cleaner
+            continue
+        if dead or now - touched > STALE_STAGING_S:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _build(plan: SourcePlan, key: dict[str, Any], identity: str, final: Path, progress: bool) -> None:
-    """Decode the source into a temporary folder beside `final`, then rename it into place."""
+    """Decode the source into a staging folder beside `final`, then rename it into place."""
     resolution, limit = key["resolution"], min(plan.available, key["max_images"] or plan.available)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{identity}.", suffix=".tmp", dir=final.parent))
+    _remove_stale_staging(final.parent)
+    # Host and pid in the name let a later preparation tell a killed one's leftovers from a running one's.
+    owner = f"staging-{socket.gethostname()}-{os.getpid()}-"
+    staging = Path(tempfile.mkdtemp(prefix=f".{identity}.{owner}", suffix=".tmp", dir=final.parent))
     try:
         if plan.missing:
             log.warning(f"{plan.name}: {plan.missing} listed images are absent from {plan.location} (partial copy?)")
@@ -232,12 +285,21 @@ def load_dataset(
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     identity = f"{plan.name}-{resolution}-{digest}"
     folder = cache_root / "prepared" / identity
+    damaged = None
     if folder.exists():
         try:
             return PreparedDataset(folder, key)
         except DamagedCache as e:
-            log.warning(f"prepared cache {folder} is damaged ({e}); rebuilding it")
-            shutil.rmtree(folder)
+            damaged = e
+    why = read_only_reason(folder.parent)
+    if why:
+        raise ConfigError(
+            f"the cache folder {folder.parent} is read-only ({why}) and holds no complete prepared {plan.name} at "
+            f"{resolution}px; {CACHE_FIX}, or prepare it there once from an account that can write it"
+        )
+    if damaged is not None:
+        log.warning(f"prepared cache {folder} is damaged ({damaged}); rebuilding it")
+        shutil.rmtree(folder, ignore_errors=True)  # another process may be removing it too
     _build(plan, key, identity, folder, progress)
     try:
         return PreparedDataset(folder, key)

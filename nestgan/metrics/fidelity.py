@@ -265,8 +265,24 @@ class _Reference:
         self.stats_path = cache_dir / f"{stem}-stats.pt"
         self.features_path = cache_dir / f"{stem}-features.pt"
         self._features: torch.Tensor | None = None
+        self._writable: bool | None = None
+
+    def _cacheable(self) -> bool:
+        """Whether the results can be kept; asked only once one is missing, so a complete read-only cache sees no
+        write at all. A read-only one is a warning: the metric is computed all the same, as on a full disk."""
+        if self._writable is None:
+            from nestgan.data.prepared import CACHE_FIX, read_only_reason
+
+            why = read_only_reason(self.stats_path.parent)
+            if why:
+                log.warning("warning: the cache folder %s is read-only (%s): the reference statistics of %s are "
+                            "computed but not kept; %s to keep them", self.stats_path.parent, why,
+                            self.dataset.pixels_id, CACHE_FIX)
+            self._writable = why is None
+        return self._writable
 
     def _extract_now(self) -> torch.Tensor:
+        self._cacheable()  # warns before the long pass, not after it
         log.info("reference: extracting features of %d real images (%s)", self.num_reals, self.dataset.pixels_id)
         return self.extract(reference_indices(len(self.dataset), self.num_reals))
 
@@ -277,7 +293,7 @@ class _Reference:
                 self._features = cached["features"]
             else:
                 self._features = self._extract_now()
-                if self.keep_features:
+                if self.keep_features and self._cacheable():
                     _save_cached(self.features_path, {"features": self._features})
         return self._features
 
@@ -286,7 +302,8 @@ class _Reference:
         if cached is not None:
             return {"mu": cached["mu"].numpy(), "sigma": cached["sigma"].numpy()}
         stats = _fid_statistics(self.features())
-        _save_cached(self.stats_path, {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])})
+        if self._cacheable():
+            _save_cached(self.stats_path, {key: torch.from_numpy(stats[key]) for key in ("mu", "sigma")})
         return stats
 
 
