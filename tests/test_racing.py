@@ -94,12 +94,12 @@ def test_three_training_runs_started_together_in_one_outdir_get_their_own_run_di
 
 def test_run_directories_made_by_racing_processes_are_numbered_once_each(tmp_path):
     runs, go = tmp_path / "runs", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", CREATE_MANY, str(runs), str(go), "50"], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", CREATE_MANY, str(runs), str(go), "200"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
     release(procs, go)
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err  # no run directory was claimed twice ("x" would have failed)
-    assert sorted(p.name for p in runs.iterdir()) == [f"{i:05d}-race" for i in range(100)]
+    assert sorted(p.name for p in runs.iterdir()) == [f"{i:05d}-race" for i in range(400)]
     owners = [(p / "owner").read_text() for p in runs.iterdir()]
-    assert sorted(owners.count(str(proc.pid)) for proc in procs) == [50, 50]
+    assert sorted(owners.count(str(proc.pid)) for proc in procs) == [200, 200]
