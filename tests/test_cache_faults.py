@@ -198,10 +198,9 @@ def test_fid_statistics_pass_killed_at_random_moments_never_leaves_a_statistics_
     forker.start(str(data), str(clean))
     forker.until("reference: extracting")
     start = time.monotonic()
-    while not list((clean / "fidelity").glob("*-stats.pt")):
-        assert time.monotonic() < start + 60, "the statistics were never written"
-        time.sleep(0.002)
-    took = time.monotonic() - start  # the reference pass and the write of its statistics
+    begun = appeared(clean / "fidelity", "*-stats.pt*", set())  # its temporary file, or already the file
+    done = appeared(clean / "fidelity", "*-stats.pt", set())
+    pass_s, write_s = done - start, max(done - begun, 0.002)
     status, output = forker.wait()
     assert status == 0, output
     [expected_file] = (clean / "fidelity").glob("*-stats.pt")
@@ -212,13 +211,10 @@ def test_fid_statistics_pass_killed_at_random_moments_never_leaves_a_statistics_
         pid = forker.start(str(data), str(cache))
         forker.until("reference: extracting")
         if attempt % 2:  # anywhere in the features, the statistics or their write
-            time.sleep(rng.uniform(0.0, 1.2 * took))
-        else:  # in the write, which takes milliseconds: once its file appears
-            deadline = time.monotonic() + 60
-            while not list((cache / "fidelity").glob("*-stats.pt*")):
-                assert time.monotonic() < deadline, "the statistics were never written"
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0.0, 0.005))
+            time.sleep(rng.uniform(0.0, 1.2 * pass_s))
+        else:  # in the write, which takes milliseconds: once its temporary file appears
+            appeared(cache / "fidelity", "*-stats.pt*", set((cache / "fidelity").glob("*-stats.pt*")))
+            time.sleep(rng.uniform(0.0, 1.5 * write_s))
         os.kill(pid, signal.SIGKILL)
         forker.wait()
         files = list((cache / "fidelity").glob("*-stats.pt"))
@@ -235,6 +231,15 @@ def test_fid_statistics_pass_killed_at_random_moments_never_leaves_a_statistics_
     status, again = forker.wait()
     forker.close()
     assert status == 0 and again[-1] == output[-1]  # the same FID to the last digit
+
+
+def appeared(folder: Path, pattern: str, before: set[Path]) -> float:
+    """When a file matching `pattern`, other than those `before`, appeared in `folder` (polled every 0.5 ms)."""
+    deadline = time.monotonic() + 60
+    while not set(folder.glob(pattern)) - before:
+        assert time.monotonic() < deadline, f"no {pattern} appeared in {folder}"
+        time.sleep(0.0005)
+    return time.monotonic()
 
 
 def test_a_read_only_cache_with_the_prepared_data_trains_without_writing_to_it(tmp_path):
