@@ -245,27 +245,13 @@ def appeared(folder: Path, pattern: str, before: set[Path]) -> float:
     return time.monotonic()
 
 
-def test_a_read_only_cache_with_the_prepared_data_trains_without_writing_to_it(tmp_path):
+def train_on_a_read_only_cache(tmp_path: Path, prepared_images: int) -> tuple[subprocess.CompletedProcess, Path]:
+    """A tiny train_gan.py run whose --cache-dir holds shapes prepared with `prepared_images` images and is
+    read-only; asserts that the run wrote nothing there (no lock, no staging, no probe)."""
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_CONFIG)
     cache = tmp_path / "cache"
-    load_dataset("shapes", 16, cache_dir=cache, max_images=256, progress=False)  # as the run will ask for it
-    command = [sys.executable, str(REPO / "train_gan.py"), "--config", str(config), "--outdir", str(tmp_path / "runs"),
-               "--cache-dir", str(cache), "--metrics", "none", "--threads", "1", "--kimg", "0.016"]
-    with read_only(cache):
-        before = tree(cache)
-        result = subprocess.run(read_only_command(cache, command), capture_output=True, text=True, env=ENV,
-                                timeout=120)
-        assert tree(cache) == before  # no lock, no staging, no probe: not one write attempted
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "runs" / "00000-shapes-nest-16" / "network-snapshot-000000.016.pt").is_file()
-
-
-def test_a_read_only_cache_without_the_prepared_data_is_one_line_naming_both_ways_to_choose_a_cache(tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_CONFIG)
-    cache = tmp_path / "cache"
-    load_dataset("shapes", 16, cache_dir=cache, max_images=64, progress=False)  # another entry only
+    load_dataset("shapes", 16, cache_dir=cache, max_images=prepared_images, progress=False)
     command = [sys.executable, str(REPO / "train_gan.py"), "--config", str(config), "--outdir", str(tmp_path / "runs"),
                "--cache-dir", str(cache), "--metrics", "none", "--threads", "1", "--kimg", "0.016"]
     with read_only(cache):
@@ -273,6 +259,17 @@ def test_a_read_only_cache_without_the_prepared_data_is_one_line_naming_both_way
         result = subprocess.run(read_only_command(cache, command), capture_output=True, text=True, env=ENV,
                                 timeout=120)
         assert tree(cache) == before
+    return result, cache
+
+
+def test_a_read_only_cache_with_the_prepared_data_trains_without_writing_to_it(tmp_path):
+    result, _ = train_on_a_read_only_cache(tmp_path, prepared_images=256)  # as the run will ask for it
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "00000-shapes-nest-16" / "network-snapshot-000000.016.pt").is_file()
+
+
+def test_a_read_only_cache_without_the_prepared_data_is_one_line_naming_both_ways_to_choose_a_cache(tmp_path):
+    result, cache = train_on_a_read_only_cache(tmp_path, prepared_images=64)  # another entry only
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: the cache folder {cache / 'prepared'} is read-only")
