@@ -1,8 +1,8 @@
 """Multi-process training from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 
-Gradients are averaged by hand after each accumulated step (as in StyleGAN2-ADA) instead of wrapping the
-networks in DistributedDataParallel: the G step runs D without its gradients and R1 needs double
-backward, both awkward under DDP. Every collective has a timeout, and a failing rank tears the group
+Gradients are averaged by hand after each accumulated step (as StyleGAN3 does; StyleGAN2-ADA wraps its networks
+in DDP) instead of wrapping the networks in DistributedDataParallel: the G step runs D without its gradients and
+R1 needs double backward, both awkward under DDP. Every collective has a timeout, and a failing rank tears the group
 down, so no rank waits forever for a peer that has died.
 """
 
