@@ -32,16 +32,15 @@ import click
 import torch
 from torch import nn
 
-from nestgan.cli import resolve_device, user_errors_as_exit
-from nestgan.config import DISCRIMINATORS, TrainConfig, cpu_has_native_bf16, load_config
+from nestgan.cli import user_errors_as_exit
+from nestgan.config import TrainConfig, load_config
+from nestgan.device import PRECISIONS, autocast, check_precision, cpu_has_native_bf16, dtype, resolve_device, synchronize
 from nestgan.errors import ConfigError
-from nestgan.networks import build_generator, generator_preset
+from nestgan.networks import DISCRIMINATORS, build_generator, generator_preset
 from nestgan.networks.summary import count_parameters, forward_flops
 from nestgan.presets import preset_names
-from nestgan.training.loop import autocast, build_state, training_step
+from nestgan.training.loop import build_state, training_step
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MATMUL = "(matmul)"  # key of the reference matmul among the timed calls
 
 # Benchmark-only generators, ours and not from a paper: transgan-64-matched grown by a fifth global-attention stage
@@ -95,11 +94,6 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ------------------------------------------------------------------------------------------------ measuring
 
 
@@ -134,7 +128,7 @@ def forward_call(generator: nn.Module, batch: int, precision: str, device: torch
 
 def matmul_call(size: int, precision: str, device: torch.device) -> tuple[Callable[[], Any], int]:
     """A square matmul in the precision's dtype and its FLOPs: the device's reference rate."""
-    a, b = (torch.randn(size, size, device=device, dtype=DTYPES[precision]) for _ in range(2))
+    a, b = (torch.randn(size, size, device=device, dtype=dtype(precision)) for _ in range(2))
     return (lambda: torch.mm(a, b)), 2 * size**3
 
 
@@ -307,8 +301,7 @@ def run_benchmark(
     for precision in precisions:
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
-        if precision == "fp16" and device.type != "cuda":
-            raise ConfigError("fp16 needs CUDA; on CPU use fp32 or bf16")
+        check_precision(precision, device.type)
     machine = machine_info(device)
     nets = {name: build_generator(preset).to(device).eval() for name, preset in generators.items()}
     static = {name: (count_parameters(g), forward_flops(g, device)) for name, g in nets.items()}

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import click
 
-from nestgan.errors import ConfigError, NestganError
-
-if TYPE_CHECKING:
-    import torch
+from nestgan.errors import NestganError
 
 EXIT_USER_ERROR = 2
 
@@ -33,14 +30,3 @@ def user_errors_as_exit(fn: Callable) -> Callable:
             fail(str(e))
 
     return wrapper
-
-
-def resolve_device(name: str) -> torch.device:
-    """--device auto | cpu | cuda -> a torch.device (auto: CUDA when torch sees one); CUDA without one is an error."""
-    import torch
-
-    if name not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got '{name}'")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but torch sees no CUDA device; use --device cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")

@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nestgan.cli import resolve_device
+from nestgan.data.sources import DATASETS
+from nestgan.device import DEVICES, PRECISION_CHOICES, check_precision, resolve_device, resolve_precision
 from nestgan.errors import ConfigError
+from nestgan.networks import DISCRIMINATORS, GENERATORS
 from nestgan.presets import dataset_preset, read_toml
 
-DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
-GENERATORS = ("nest", "transgan", "conv", "dcgan")
-DISCRIMINATORS = ("resnet", "dcgan")
 LOSSES = ("nonsaturating", "hinge")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 AUGMENT_OPS = ("color", "translation", "cutout")
 
 
@@ -129,7 +126,7 @@ class TrainConfig:
         _one_of("g", self.g, GENERATORS)
         _one_of("d", self.d, DISCRIMINATORS)
         _one_of("loss", self.loss, LOSSES)
-        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("precision", self.precision, PRECISION_CHOICES)
         _one_of("device", self.device, DEVICES)
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
@@ -178,9 +175,7 @@ class TrainConfig:
 
         for name in self.metrics:
             parse_metric_name(name)
-        device = self.resolved_device()  # device cuda without a CUDA device is a ConfigError here
-        if self.precision == "fp16" and device == "cpu":
-            raise ConfigError("precision fp16 needs CUDA (GradScaler); use --precision bf16 or fp32 on CPU")
+        check_precision(self.precision, self.resolved_device())  # device cuda without CUDA is a ConfigError here
         if self.data.name == "folder" and not self.data.data_dir:
             raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
         if self.data.max_images is not None and self.data.max_images < 1:
@@ -193,15 +188,11 @@ class TrainConfig:
         return self.batch_per_device or self.batch // world_size
 
     def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        import torch
-
-        if self.resolved_device() == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        """precision with auto resolved for this machine (nestgan.device.resolve_precision)."""
+        return resolve_precision(self.precision, self.resolved_device())
 
     def resolved_device(self) -> str:
+        """'cpu' or 'cuda' (nestgan.device.resolve_device)."""
         return resolve_device(self.device).type
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,15 +200,6 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["data"]["resolution"] = self.resolution
         return out
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX); Linux only, else False."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def generator_preset_name(g: str, resolution: int, table: dict[str, Any]) -> str | None:
@@ -363,6 +345,6 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+def _one_of(key: str, value: str, allowed: typing.Iterable[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got '{value}'")

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from nestgan.checkpoint import load_generator
-from nestgan.cli import resolve_device, user_errors_as_exit
+from nestgan.cli import user_errors_as_exit
 from nestgan.data import load_training_data
+from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics.fidelity import generated_batches
 from nestgan.threads import choose_threads
@@ -61,7 +62,7 @@ def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -
 @click.option("--period", type=int, default=4, show_default=True, help="Grid period in pixels of the step profile.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated images' latents.")
 @click.option("--batch", type=int, default=64, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @user_errors_as_exit

@@ -18,6 +18,7 @@ import torch
 
 from nestgan.cli import user_errors_as_exit
 from nestgan.config import TrainConfig, load_config
+from nestgan.device import process_device, synchronize
 from nestgan.training.loop import build_state, training_step
 
 PHASES = ("G_forward", "augment", "D_forward", "R1", "D_backward", "D_optimizer", "G_backward", "G_optimizer", "EMA")
@@ -25,7 +26,7 @@ PHASES = ("G_forward", "augment", "D_forward", "R1", "D_backward", "D_optimizer"
 
 def profile_steps(cfg: TrainConfig, steps: int, warmup: int) -> dict[str, Any]:
     """Milliseconds per step of each phase (inclusive wall time of its profiler scope) and images/s overall."""
-    device = torch.device("cuda" if cfg.resolved_device() == "cuda" else "cpu")
+    device = process_device(cfg.device)
     s = build_state(cfg, device)
     reals = torch.rand(cfg.batch, 3, cfg.resolution, cfg.resolution, device=device) * 2 - 1
     for _ in range(warmup):
@@ -34,13 +35,12 @@ def profile_steps(cfg: TrainConfig, steps: int, warmup: int) -> dict[str, Any]:
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(steps):
             training_step(s, reals, cfg, cfg.batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
     wall_ms = (time.perf_counter() - start) * 1e3 / steps
     # On CUDA the host scopes only time the launches; read the device columns of the profiler table there.
     totals = {e.key: e.cpu_time_total / 1e3 / steps for e in prof.key_averages() if e.key in PHASES}

@@ -17,8 +17,9 @@ import click
 import torch
 
 from nestgan.checkpoint import load_generator
-from nestgan.cli import resolve_device, user_errors_as_exit
+from nestgan.cli import user_errors_as_exit
 from nestgan.data import DATASETS, SPLITS, load_training_data
+from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
 from nestgan.presets import dataset_preset
@@ -68,7 +69,7 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--data", type=click.Choice(list(DATASETS)), help="Real images [the checkpoint's training data].")
 @click.option("--data-dir", type=str, help="Where --data lives [the checkpoint's, for its own dataset].")
 @click.option("--split", type=click.Choice(list(SPLITS)), help="Split of the real images [the checkpoint's].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch", type=int, default=64, show_default=True, help="Images per Inception / generator call.")
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,

@@ -27,7 +27,8 @@ from PIL import Image
 
 from nestgan.api import seed_latent
 from nestgan.checkpoint import EXPORT_DTYPES, export_generator, load_generator
-from nestgan.cli import resolve_device, user_errors_as_exit
+from nestgan.cli import user_errors_as_exit
+from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.images import image_grid
 from nestgan.metrics import quantize_images
@@ -111,7 +112,7 @@ def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
 @click.option("--trunc-resample", type=float, metavar="PSI",
               help="BigGAN truncation: redraw z components outside [-PSI, PSI] (not StyleGAN's psi).")
 @click.option("--batch", type=int, default=32, show_default=True, help="Images per generator call.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--raw", is_flag=True, help="Use the raw generator weights G instead of the EMA G_ema.")
 @click.option("--interpolate", type=str, help="A,B: slerp from seed A's z to seed B's instead of per-seed images.")
 @click.option("--steps", type=int, default=8, show_default=True, help="Images in the --interpolate strip.")

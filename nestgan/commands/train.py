@@ -12,7 +12,10 @@ from typing import Any
 import click
 
 from nestgan.cli import user_errors_as_exit
-from nestgan.config import DATASETS, DEVICES, DISCRIMINATORS, GENERATORS, PRECISIONS, load_config
+from nestgan.config import load_config
+from nestgan.data.sources import DATASETS
+from nestgan.device import DEVICES, PRECISION_CHOICES
+from nestgan.networks import DISCRIMINATORS, GENERATORS
 from nestgan.presets import preset_names
 from nestgan.training.distributed import world_from_env
 
@@ -29,7 +32,7 @@ def metric_list(text: str) -> list[str]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--data", type=click.Choice(DATASETS), help="Dataset (default shapes: procedural, no download).")
+@click.option("--data", type=click.Choice(list(DATASETS)), help="Dataset (default shapes: procedural, no download).")
 @click.option("--data-dir", type=str,
               help="Where the dataset lives (folder: a folder or .zip of images; optional for others).")
 @click.option("--config", "config_file", type=str, help="TOML file of config keys (see configs/recipes/*.toml).")
@@ -38,8 +41,8 @@ def metric_list(text: str) -> list[str]:
 @click.option("--minutes", type=float, help="Also stop after this many minutes of training (snapshots excluded).")
 @click.option("--batch", type=int, help="Images per optimiser step over all devices.")
 @click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
-@click.option("--g", type=click.Choice(GENERATORS), help="Generator family; preset <g>-<resolution>.")
-@click.option("--d", type=click.Choice(DISCRIMINATORS), help="Discriminator.")
+@click.option("--g", type=click.Choice(list(GENERATORS)), help="Generator family; preset <g>-<resolution>.")
+@click.option("--d", type=click.Choice(list(DISCRIMINATORS)), help="Discriminator.")
 @click.option("--resolution", type=click.Choice(preset_resolutions()),
               help="Image size in pixels: those of the generator presets (others: resolution and a [generator] "
                    "table in a --config file).")
@@ -52,7 +55,7 @@ def metric_list(text: str) -> list[str]:
 @click.option("--resume", type=str, help="'latest' (newest matching run under outdir) or a checkpoint path.")
 @click.option("--metrics", type=str, help="Comma-separated metrics at each snapshot, e.g. fid10k,kid10k, or none.")
 @click.option("--snap", type=int, help="Snapshot (samples, checkpoint, metrics) every this many ticks.")
-@click.option("--precision", type=click.Choice(PRECISIONS), help="fp32, bf16 autocast, or fp16 autocast (CUDA).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="fp32, bf16 autocast, or fp16 autocast (CUDA).")
 @click.option("--device", type=click.Choice(DEVICES), help="auto = cuda when available.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
 @click.option("--download/--no-download", default=None, help="Download the dataset when it is missing.")

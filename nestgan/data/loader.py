@@ -8,6 +8,7 @@ boundary, so every batch is full and no image is dropped; epochs never end (the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from nestgan.data.prepared import PreparedDataset
+from nestgan.device import synchronize
 from nestgan.errors import ConfigError
 
 
@@ -114,10 +116,10 @@ def measure_loader_throughput(
     """Images per second delivered by a BatchIterator (with xflip), after one warm-up batch."""
     batches = BatchIterator(dataset, batch_size, seed=0, xflip=True, device=device)
     next(batches)
-    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    synchronize()
+    sync = functools.partial(synchronize, torch.device(device))
+    sync()
     start = time.perf_counter()
     for _ in range(n_batches):
         next(batches)
-    synchronize()
+    sync()
     return n_batches * batch_size / (time.perf_counter() - start)

@@ -11,7 +11,6 @@ import contextlib
 import copy
 import json
 import math
-import resource
 import signal
 import threading
 import time
@@ -27,6 +26,7 @@ from torch.profiler import record_function
 from nestgan.augment import DiffAugment
 from nestgan.checkpoint import load_checkpoint, save_checkpoint
 from nestgan.config import TrainConfig
+from nestgan.device import autocast, peak_memory_bytes, process_device, synchronize
 from nestgan.errors import ConfigError, DiskFullError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
@@ -102,12 +102,6 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
 def adam(module: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters) where torch has it for the device."""
     return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def sample_z(s: TrainState, n: int, device: torch.device) -> torch.Tensor:
@@ -294,16 +288,10 @@ def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
 # --------------------------------------------------------------------------------------------------- train
 
 
-def resolve_device(cfg: TrainConfig, world: World) -> torch.device:
-    if cfg.resolved_device() == "cuda":
-        return torch.device("cuda", world.local_rank)
-    return torch.device("cpu")
-
-
 def train(cfg: TrainConfig) -> Path | None:
     """Train as cfg says; under torchrun, one process per device. Returns the run directory (rank 0)."""
     world = distributed.world_from_env()
-    device = resolve_device(cfg, world)
+    device = process_device(cfg.device, world.local_rank)
     distributed.init(world, device.type, cfg.dist_timeout_s)
     try:
         run_dir = _train(cfg, world, device)
@@ -473,8 +461,7 @@ def _loop(cfg, s: TrainState, dataset, loader, world: World, device, micro_batch
 
             # End of a tick: one line on the console, one record in stats.jsonl.
             s.tick += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             seconds = time.perf_counter() - tick_start
             s.train_seconds += seconds
             means = distributed.average_scalars(tick.means(), device)
@@ -693,12 +680,6 @@ def reals_for_grid(dataset) -> torch.Tensor:
     n = min(GRID_SIZE, len(dataset))
     idx = torch.linspace(0, len(dataset) - 1, n).long()  # spread over the dataset, not its first images
     return torch.stack([dataset[int(i)] for i in idx]).float() / 127.5 - 1
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def tensorboard_writer(run: RunDir | None):
