@@ -12,15 +12,15 @@ import hashlib
 import json
 import os
 import pickle
-import secrets
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
-from nestgan.errors import CheckpointError, ConfigError, DiskFullError
+from nestgan.atomic import atomic_write
+from nestgan.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT, EXPORT_VERSION = "nestgan-generator", "1"  # an export's "format" and "format_version" metadata
@@ -48,55 +48,6 @@ def sha256_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], size_bytes: int | None = None) -> None:
-    """Create or replace `path` with what `write(file)` writes: a reader sees the old file or the complete new
-    one, never a part.
-
-    The bytes go to a temporary file in the same directory, are fsynced, then renamed over `path`. Any failure
-    removes the temporary file; one for want of space (a full disk, a quota, ulimit -f) is a DiskFullError naming
-    `path` and, when the caller knows it, `size_bytes`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with DiskFullError.raised_for(path, size_bytes):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask sets the mode, as for open()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
-def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append `line` and a newline to a text file (a .jsonl log), whole or not at all: after a failed write (a full
-    disk) the file is cut back to its old size, so no half line breaks the parsing of the lines before and after."""
-    data = (line + "\n").encode()
-    with DiskFullError.raised_for(path, len(data)):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            start = os.fstat(fd).st_size
-            try:
-                written = 0
-                while written < len(data):  # short at the file size limit; the next write then raises
-                    written += os.write(fd, data[written:])
-            except BaseException:
-                os.ftruncate(fd, start)
-                raise
-        finally:
-            os.close(fd)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

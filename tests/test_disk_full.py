@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nestgan.checkpoint import append_line, load_checkpoint, save_checkpoint, tensor_bytes
+from nestgan.atomic import append_line
+from nestgan.checkpoint import load_checkpoint, save_checkpoint, tensor_bytes
 from nestgan.commands import train as train_command
 from nestgan.errors import DiskFullError, file_size
 from nestgan.metrics import evaluate_metrics

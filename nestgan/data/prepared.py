@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -32,13 +31,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nestgan import atomic
+from nestgan.atomic import abandoned
 from nestgan.checkpoint import sha256_of
 from nestgan.data.sources import DATASETS, SPLITS, SourcePlan, read_npy_header
 from nestgan.errors import ConfigError, DataError
 
 PREPARE_VERSION = 1  # bump when decoding or resizing changes pixels
 CACHE_FIX = "point --cache-dir or NESTGAN_CACHE at a writable folder"
-STALE_STAGING_S = 24 * 3600  # a staging folder untouched this long is abandoned, whoever made it
+STALE_STAGING_S = atomic.STALE_S  # a staging folder untouched this long is abandoned, whoever made it
 STAGING_NAME = re.compile(r"^\..+\.staging-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
 log = logging.getLogger("nestgan.data")
 
@@ -174,28 +175,16 @@ def _cache_key(plan: SourcePlan, resolution: int, max_images: int | None) -> dic
     }
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return True
-
-
 def _remove_stale_staging(folder: Path) -> None:
     """Remove staging folders that no live preparation owns: this host's whose process is gone, and any
-    untouched for STALE_STAGING_S (another host's, whose process cannot be asked)."""
-    host, now = socket.gethostname(), time.time()
+    untouched for STALE_STAGING_S (another host's, whose process cannot be asked): nestgan.atomic.abandoned."""
     for path in folder.glob(".*.tmp"):
         match = STAGING_NAME.match(path.name)
         try:
-            dead = match is not None and match["host"] == host and not _process_alive(int(match["pid"]))
             touched = max([path.stat().st_mtime] + [p.stat().st_mtime for p in path.iterdir()])
         except OSError:  # not a folder, or removed meanwhile by its owner or another cleaner
             continue
-        if dead or now - touched > STALE_STAGING_S:
+        if abandoned(match and match["host"], match and int(match["pid"]), touched):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -204,7 +193,7 @@ def _build(plan: SourcePlan, key: dict[str, Any], identity: str, final: Path, pr
     resolution, limit = key["resolution"], min(plan.available, key["max_images"] or plan.available)
     _remove_stale_staging(final.parent)
     # Host and pid in the name let a later preparation tell a killed one's leftovers from a running one's.
-    owner = f"staging-{socket.gethostname()}-{os.getpid()}-"
+    owner = f"staging-{atomic.owner()}-"
     staging = Path(tempfile.mkdtemp(prefix=f".{identity}.{owner}", suffix=".tmp", dir=final.parent))
     try:
         if plan.missing:

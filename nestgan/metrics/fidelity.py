@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nestgan.checkpoint import append_line, save_checkpoint, sha256_of
+from nestgan.atomic import append_line
+from nestgan.checkpoint import save_checkpoint, sha256_of
 from nestgan.errors import ConfigError, DataError, DiskFullError
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
 from nestgan.progress import image_progress

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from nestgan.checkpoint import atomic_write, sha256_of, tensor_bytes
+from nestgan.atomic import atomic_write
+from nestgan.checkpoint import sha256_of, tensor_bytes
 from nestgan.errors import ConfigError
 
 EXTRACTOR = "inception-v3-compat"  # torch-fidelity's TF-compatible Inception v3

@@ -22,7 +22,7 @@ from typing import Any, Iterator, TextIO
 import torch
 from PIL import Image
 
-from nestgan.checkpoint import append_line, atomic_write
+from nestgan.atomic import append_line, atomic_write
 from nestgan.errors import ConfigError, DiskFullError, NestganError
 from nestgan.images import image_grid
 from nestgan.metrics.fidelity import quantize_images
