@@ -74,7 +74,7 @@ def sample(
     False: the generator's float output in [-1, 1]. device: where the generator runs (it is moved there);
     None: where its parameters are. The generator runs in eval mode and is left in the mode it had.
     """
-    from nestgan.metrics import quantize_images
+    from nestgan.images import quantize_images
 
     seeds = list(seeds)
     if not seeds:

@@ -1,10 +1,17 @@
-"""Image grids: many images in one picture (sample grids of a run, generate.py's grid and interpolation strips)."""
+"""Images as the metrics and files see them: quantised to uint8 like StyleGAN, and grids of many images in one
+picture (sample grids of a run, generate.py's grid and interpolation strips)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
+
+
+def quantize_images(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 [0, 255], rounding like StyleGAN (x * 127.5 + 128, truncated)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:

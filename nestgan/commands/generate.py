@@ -30,8 +30,7 @@ from nestgan.checkpoint import EXPORT_DTYPES, export_generator, load_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
-from nestgan.images import image_grid
-from nestgan.metrics import quantize_images
+from nestgan.images import image_grid, quantize_images
 from nestgan.progress import image_progress
 
 MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)

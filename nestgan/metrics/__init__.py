@@ -13,8 +13,8 @@ from nestgan.metrics.fidelity import (
     compute_metrics,
     evaluate_metrics,
     parse_metric_name,
-    quantize_images,
 )
+from nestgan.images import quantize_images
 from nestgan.metrics.frechet import frechet_distance, gaussian_statistics
 from nestgan.metrics.inception_weights import InceptionWeights, resolve_inception_weights
 

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from nestgan.atomic import append_line
 from nestgan.checkpoint import save_checkpoint, sha256_of
 from nestgan.errors import ConfigError, DataError, DiskFullError
+from nestgan.images import quantize_images
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
 from nestgan.progress import image_progress
 
@@ -83,11 +84,6 @@ def parse_metric_name(name: str) -> MetricSpec:
     prefix, count, thousands, full = match.groups()
     kind = "pr" if prefix == "pr_inception" else prefix
     return MetricSpec(name.strip(), kind, int(count) * (1000 if thousands else 1), bool(full))
-
-
-def quantize_images(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8 [0, 255], rounding like StyleGAN (x * 127.5 + 128, truncated)."""
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 @dataclass

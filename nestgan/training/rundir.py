@@ -24,8 +24,7 @@ from PIL import Image
 
 from nestgan.atomic import append_line, atomic_write
 from nestgan.errors import ConfigError, DiskFullError, NestganError
-from nestgan.images import image_grid
-from nestgan.metrics.fidelity import quantize_images
+from nestgan.images import image_grid, quantize_images
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
