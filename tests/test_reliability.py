@@ -134,7 +134,7 @@ def test_a_stop_signal_during_metrics_skips_them_and_ends_the_run(tmp_path, monk
         raise AssertionError("the signal should have ended the evaluation")
 
     torch.set_num_threads(1)
-    monkeypatch.setattr(nestgan.metrics, "compute_metrics", slow_metrics)
+    monkeypatch.setattr(nestgan.metrics, "evaluate_metrics", slow_metrics)
     start = time.monotonic()
     run_dir = loop.train(tiny_run_config(tmp_path, kimg=0.192, metrics=["fid10"]))  # first snapshot: 0.064 kimg
     assert time.monotonic() - start < 50

@@ -633,27 +633,26 @@ def snapshot(cfg, s: TrainState, dataset, loader, world, device, micro_batch, ru
 
 
 def evaluate(cfg, s: TrainState, dataset, device, run: RunDir, snapshot_path: Path, kimg: float, writer, log) -> None:
-    from nestgan.metrics import compute_metrics
+    from nestgan import metrics
 
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training streams stay untouched
-        results = compute_metrics(  # no progress bars: through the tee they would fill log.txt
+        report = metrics.evaluate_metrics(  # no progress bars: through the tee they would fill log.txt
             s.G_ema, dataset, cfg.metrics, device, batch_size=cfg.metrics_batch, cache_dir=cfg.data.cache_dir,
             progress=False,
         )
+    results = report.values
     log(
         "metrics    "
         + "  ".join(f"{k} {v:.3f}" for k, v in results.items())
         + f"  ({format_seconds(time.perf_counter() - start)})"
     )
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for name in cfg.metrics:  # kid10k -> kid10k_mean and kid10k_std, both in metric-kid10k.jsonl
-        values = {k: v for k, v in results.items() if k == name or k.startswith(f"{name}_")}
-        record = {"kimg": kimg, "tick": s.tick, "train_s": s.train_seconds, "snapshot": snapshot_path.name,
-                  "results": values, "timestamp": stamp}
-        run.append_jsonl(f"metric-{name}.jsonl", record)
+    for spec in report.specs:  # kid10k -> kid10k_mean and kid10k_std, both in metric-kid10k.jsonl
+        record = {**report.record(spec, checkpoint=snapshot_path), "kimg": kimg, "tick": s.tick,
+                  "train_s": s.train_seconds, "snapshot": snapshot_path.name}
+        metrics.append_metric_line(run.path / f"metric-{spec.name}.jsonl", record)
         if writer:
-            for k, v in values.items():
+            for k, v in record["results"].items():
                 writer.add_scalar(f"metrics/{k}", v, s.images_seen)
     fid = next((name for name in cfg.metrics if name.startswith("fid")), None)
     if fid is not None and results.get(fid, math.inf) <= best_so_far(run.path / f"metric-{fid}.jsonl", fid):
