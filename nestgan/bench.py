@@ -39,7 +39,7 @@ from nestgan.errors import ConfigError
 from nestgan.networks import DISCRIMINATORS, build_generator, generator_preset
 from nestgan.networks.summary import count_parameters, forward_flops
 from nestgan.presets import preset_names
-from nestgan.training.loop import build_state, training_step
+from nestgan.training.step import build_state, training_step
 
 MATMUL = "(matmul)"  # key of the reference matmul among the timed calls
 

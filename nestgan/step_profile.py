@@ -19,7 +19,7 @@ import torch
 from nestgan.cli import user_errors_as_exit
 from nestgan.config import TrainConfig, load_config
 from nestgan.device import process_device, synchronize
-from nestgan.training.loop import build_state, training_step
+from nestgan.training.step import build_state, training_step
 
 PHASES = ("G_forward", "augment", "D_forward", "R1", "D_backward", "D_optimizer", "G_backward", "G_optimizer", "EMA")
 

@@ -43,7 +43,7 @@ def _steps_worker(rank: int, port: int, result_file: str) -> None:
     import torch.distributed as dist
 
     from nestgan.training import distributed
-    from nestgan.training.loop import build_state, training_step
+    from nestgan.training.step import build_state, training_step
 
     set_rank_env(rank, 2, port)
     cfg = tiny_config()

@@ -14,7 +14,8 @@ from nestgan.config import TrainConfig
 from nestgan.errors import ConfigError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.training.ema import ema_beta, update_ema
-from nestgan.training.loop import build_state, train, training_step
+from nestgan.training.loop import train
+from nestgan.training.step import build_state, training_step
 
 TINY_G = {"arch": "nest", "z_dim": 32, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
           "depths": [1, 1, 1], "heads": [2, 1, 1]}  # 16 px

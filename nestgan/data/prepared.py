@@ -296,13 +296,17 @@ def load_dataset(
         raise DataError(f"prepared cache {folder} failed its check right after being written ({e}); is the disk full?")
 
 
-def load_training_data(data: dict[str, Any], resolution: int, cache_dir: str | os.PathLike | None = None) -> PreparedDataset:
-    """The real images a run trained on, from its config["data"] (name, data_dir, split, ...), at `resolution`."""
+def load_training_data(
+    data: dict[str, Any], resolution: int, cache_dir: str | os.PathLike | None = None, download: bool = False
+) -> PreparedDataset:
+    """The real images a run trains or trained on, from its config["data"] (name, data_dir, split, ...), at
+    `resolution`; only a training run passes `download` (its data.download), evaluating a checkpoint never downloads."""
     return load_dataset(
         data.get("name", "shapes"),
         resolution,
         data_dir=data.get("data_dir"),
         split=data.get("split", "train"),
         cache_dir=cache_dir or data.get("cache_dir"),
+        download=download,
         max_images=data.get("max_images"),
     )
