@@ -1,0 +1,3 @@
+from nestgan.bench.cli import main
+
+main()
