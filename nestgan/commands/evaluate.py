@@ -22,6 +22,7 @@ from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
+from nestgan.metrics.kinds import METRIC_KINDS
 from nestgan.presets import dataset_preset
 from nestgan.threads import choose_threads
 
@@ -48,7 +49,7 @@ def default_metrics(device_type: str, dataset: str) -> tuple[list[str], str]:
 
 def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -> str | None:
     """A rough expected time when an evaluation on a CPU would take long, else None."""
-    reals = sum({spec.num_reals(available_reals) for spec in specs if spec.kind != "is"})
+    reals = sum({spec.num_reals(available_reals) for spec in specs if METRIC_KINDS[spec.kind].needs_reals})
     images = max(spec.num_gen for spec in specs) + reals
     rate = CPU_INCEPTION_IMAGES_PER_S_PER_THREAD * threads
     seconds = images / rate

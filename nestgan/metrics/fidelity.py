@@ -41,6 +41,7 @@ from nestgan.checkpoint import save_checkpoint, sha256_of
 from nestgan.errors import ConfigError, DataError, DiskFullError
 from nestgan.images import quantize_images
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
+from nestgan.metrics.kinds import METRIC_KINDS, fid_statistics
 from nestgan.progress import image_progress
 
 log = logging.getLogger("nestgan.metrics")
@@ -50,14 +51,12 @@ METRIC_GRAMMAR = (
     "real image instead of N of them (not for is): e.g. fid50k_full, fid10k, kid10k, pr_inception10k, is10k, fid5k, "
     "fid500"
 )
-_METRIC_NAME = re.compile(r"^(fid|kid|pr_inception|is)([1-9][0-9]*)(k?)(_full)?$")
+_KIND_OF_PREFIX = {kind.prefix: kind.kind for kind in METRIC_KINDS.values()}
+_METRIC_NAME = re.compile(rf"^({'|'.join(_KIND_OF_PREFIX)})([1-9][0-9]*)(k?)(_full)?$")
 _STYLEGAN_PR_NAME = re.compile(r"^pr([1-9][0-9]*k?(_full)?)$")
 INTERNAL_DTYPES = ("float32", "float64")
 CACHE_VERSION = 1  # bump when the cached content or the way reals are chosen changes
 REFERENCE_SUBSET_SEED = 0  # which N reals a non-_full metric uses; fixed so every run shares one reference
-KID_SUBSETS, KID_MAX_SUBSET_SIZE = 100, 1000  # StyleGAN's / torch-fidelity's defaults
-PR_NEIGHBORHOOD = 3  # k-th nearest neighbour radius of the manifold estimate (StyleGAN's pr50k3)
-IS_SPLITS = 10
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class MetricSpec:
 
 def parse_metric_name(name: str) -> MetricSpec:
     match = _METRIC_NAME.match(name.strip())
-    if not match or (match.group(1) == "is" and match.group(4)):
+    if not match or (not METRIC_KINDS[_KIND_OF_PREFIX[match.group(1)]].needs_reals and match.group(4)):
         stylegan_pr = _STYLEGAN_PR_NAME.match(name.strip())
         if stylegan_pr:
             raise ConfigError(
@@ -82,8 +81,7 @@ def parse_metric_name(name: str) -> MetricSpec:
             )
         raise ConfigError(f"unknown metric '{name}'; metric names are {METRIC_GRAMMAR}")
     prefix, count, thousands, full = match.groups()
-    kind = "pr" if prefix == "pr_inception" else prefix
-    return MetricSpec(name.strip(), kind, int(count) * (1000 if thousands else 1), bool(full))
+    return MetricSpec(name.strip(), _KIND_OF_PREFIX[prefix], int(count) * (1000 if thousands else 1), bool(full))
 
 
 @dataclass
@@ -164,7 +162,7 @@ def _default_layer(extractor: str, kind: str) -> str:
 
     if extractor not in FEATURE_EXTRACTORS_REGISTRY:
         raise ConfigError(f"unknown feature extractor '{extractor}' (known: {', '.join(FEATURE_EXTRACTORS_REGISTRY)})")
-    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric({"pr": "prc", "is": "isc"}.get(kind, kind))
+    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric(METRIC_KINDS[kind].feature_metric)
 
 
 @torch.no_grad()
@@ -244,12 +242,6 @@ def _save_cached(path: Path, content: dict[str, torch.Tensor]) -> None:
                     "evaluation extracts the reference features again", e.what)
 
 
-def _fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
-    from torch_fidelity.metric_fid import fid_features_to_statistics
-
-    return fid_features_to_statistics(features.double())
-
-
 class _Reference:
     """Features and/or FID statistics of one set of reals, extracted at most once and cached on disk.
 
@@ -298,7 +290,7 @@ class _Reference:
         cached = _load_cached(self.stats_path)
         if cached is not None:
             return {"mu": cached["mu"].numpy(), "sigma": cached["sigma"].numpy()}
-        stats = _fid_statistics(self.features())
+        stats = fid_statistics(self.features())
         if self._cacheable():
             _save_cached(self.stats_path, {key: torch.from_numpy(stats[key]) for key in ("mu", "sigma")})
         return stats
@@ -329,11 +321,6 @@ def evaluate_metrics(
     `progress`: bars with rate and ETA on stderr for generating and feature extraction; None: only when stderr is
     a terminal.
     """
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
-    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
-
     from nestgan.data import default_cache_dir
 
     start = time.perf_counter()
@@ -349,8 +336,8 @@ def evaluate_metrics(
         raise ConfigError("metrics need a prepared dataset (with .images and .pixels_id); use nestgan.data.load_dataset")
     available = len(dataset)
     for spec in specs:
-        needed = {"fid": 2, "kid": 2, "pr": PR_NEIGHBORHOOD + 1}.get(spec.kind, IS_SPLITS)
-        if spec.num_gen < needed or (spec.kind != "is" and spec.num_reals(available) < needed):
+        needed, needs_reals = METRIC_KINDS[spec.kind].min_images, METRIC_KINDS[spec.kind].needs_reals
+        if spec.num_gen < needed or (needs_reals and spec.num_reals(available) < needed):
             raise DataError(
                 f"{spec.name} needs at least {needed} generated and real images "
                 f"({spec.num_gen} generated, {available} real in {pixels_id})"
@@ -359,7 +346,7 @@ def evaluate_metrics(
     cache_root = Path(cache_dir or default_cache_dir()).expanduser()
 
     if feature_extractor == INCEPTION:
-        resolved = resolve_inception_weights(weights, cache_root, need_classifier=any(s.kind == "is" for s in specs))
+        resolved = resolve_inception_weights(weights, cache_root, need_classifier=any(METRIC_KINDS[s.kind].needs_classifier for s in specs))
         weights_path, weights_id, weights_source = resolved.path, resolved.sha256, resolved.source
     elif weights:
         weights_path, weights_source = Path(weights), "explicit"
@@ -385,9 +372,9 @@ def evaluate_metrics(
         return spec.num_reals(available), layer_of[spec.name]
 
     references: dict[tuple[int, str], _Reference] = {}
-    for n, layer in {reference_key(spec) for spec in specs if spec.kind != "is"}:
+    for n, layer in {reference_key(spec) for spec in specs if METRIC_KINDS[spec.kind].needs_reals}:
         stem = reference_cache_name(pixels_id, n, available, feature_extractor, weights_id, layer, internal_dtype)
-        keep = any(s.kind in ("kid", "pr") and reference_key(s) == (n, layer) for s in specs)
+        keep = any(METRIC_KINDS[s.kind].real_features and reference_key(s) == (n, layer) for s in specs)
         references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
 
     num_gen = max(spec.num_gen for spec in specs)
@@ -413,29 +400,10 @@ def evaluate_metrics(
     num_reals: dict[str, int] = {}
     for spec in specs:
         feats = fakes[layer_of[spec.name]][: spec.num_gen]
-        reference = None if spec.kind == "is" else references[reference_key(spec)]
+        kind = METRIC_KINDS[spec.kind]
+        reference = references[reference_key(spec)] if kind.needs_reals else None
         num_reals[spec.name] = 0 if reference is None else reference.num_reals
-        if spec.kind == "fid":
-            fid = fid_statistics_to_metric(_fid_statistics(feats), reference.statistics(), verbose=False)
-            values[spec.name] = float(fid[KEY_METRIC_FID])
-        elif spec.kind == "kid":
-            reals = reference.features()
-            subset = min(KID_MAX_SUBSET_SIZE, len(feats), len(reals))
-            kid = kid_features_to_metric(
-                feats, reals, kid_subsets=KID_SUBSETS, kid_subset_size=subset, rng_seed=seed, verbose=False
-            )
-            values[f"{spec.name}_mean"] = float(kid[KEY_METRIC_KID_MEAN])
-            values[f"{spec.name}_std"] = float(kid[KEY_METRIC_KID_STD])
-        elif spec.kind == "pr":
-            pr = prc_features_to_metric(
-                feats, reference.features(), prc_neighborhood=PR_NEIGHBORHOOD, save_cpu_ram=True, verbose=False
-            )
-            values[f"{spec.name}_precision"] = float(pr[KEY_METRIC_PRECISION])
-            values[f"{spec.name}_recall"] = float(pr[KEY_METRIC_RECALL])
-        else:
-            isc = isc_features_to_metric(feats, splits=IS_SPLITS, shuffle=True, rng_seed=seed)
-            values[f"{spec.name}_mean"] = float(isc[KEY_METRIC_ISC_MEAN])
-            values[f"{spec.name}_std"] = float(isc[KEY_METRIC_ISC_STD])
+        values.update({spec.name + suffix: value for suffix, value in kind.compute(feats, reference, seed).items()})
 
     return MetricsReport(
         values=values,

@@ -53,8 +53,9 @@ def preflight(cfg: TrainConfig, world: World) -> None:
         RunDir.check_writable(cfg.outdir)
         if cfg.metrics:
             from nestgan.metrics import parse_metric_name, resolve_inception_weights
+            from nestgan.metrics.kinds import METRIC_KINDS
 
-            needs_classifier = any(parse_metric_name(m).kind == "is" for m in cfg.metrics)
+            needs_classifier = any(METRIC_KINDS[parse_metric_name(m).kind].needs_classifier for m in cfg.metrics)
             resolve_inception_weights(cache_dir=cfg.data.cache_dir, need_classifier=needs_classifier)
 
 
