@@ -3,6 +3,10 @@
 Sources, lowest priority first: the defaults below < the dataset preset nestgan/configs/<data>.toml < a --config file
 < command-line flags. Every source is checked for unknown keys and wrong types, and the merged result for
 impossible combinations, before any work starts; every problem is one ConfigError naming the key and the fix.
+
+A table named for a component ([generator], [discriminator]) applies while that component stays the same: a higher
+source that names another g or d (or another resolution, for a table made for one size) without a table of its own
+drops the lower source's table (see _component).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from nestgan.networks import DISCRIMINATORS, GENERATORS
 from nestgan.presets import dataset_preset, read_toml
 
 LOSSES = ("nonsaturating", "hinge")
+# Tables named for a component, and the key that names the component's family.
+COMPONENT_TABLES = {"generator": "g", "discriminator": "d"}
 AUGMENT_OPS = ("color", "translation", "cutout")
 
 
@@ -98,14 +104,11 @@ class TrainConfig:
         merged: dict[str, Any] = {}
         for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
             _check_keys(cls, layer, source)
-            table = merged.get("generator", {})
-            made_for_one_size = "arch" in table or "preset" in table  # not just overrides of "<g>-<resolution>"
-            current_g = merged.get("g", cls.g)
-            other_g = layer.get("g", current_g) != current_g
-            if "generator" not in layer and (other_g or ("resolution" in layer and made_for_one_size)):
-                merged.pop("generator", None)  # a lower layer's [generator] table was for another g/resolution
-            if "d" in layer and "discriminator" not in layer:
-                merged.pop("discriminator", None)
+            for table_key, family_key in COMPONENT_TABLES.items():
+                table = merged.get(table_key, {})
+                made_for = _component(cls, merged, family_key, table)
+                if table_key not in layer and _component(cls, {**merged, **layer}, family_key, table) != made_for:
+                    merged.pop(table_key, None)  # a lower layer's table was made for another component
             for key, value in layer.items():
                 if key == "data":
                     merged["data"] = {**merged.get("data", {}), **value}
@@ -200,6 +203,15 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["data"]["resolution"] = self.resolution
         return out
+
+
+def _component(cls: type, values: dict[str, Any], family_key: str, table: dict[str, Any]) -> tuple[Any, Any]:
+    """What a component table was made for: the family (g or d) and, when the table is made for one size (it names
+    a preset or a whole arch, not just overrides of "<family>-<resolution>"), the resolution. The layering rule: a
+    table applies while this stays the same, for every component alike."""
+    made_for_one_size = "arch" in table or "preset" in table
+    resolution = values.get("resolution", cls.resolution) if made_for_one_size else None
+    return values.get(family_key, getattr(cls, family_key)), resolution
 
 
 def generator_preset_name(g: str, resolution: int, table: dict[str, Any]) -> str | None:

@@ -1,0 +1,44 @@
+"""The config layering rule, one for every component: a table named for a component ([generator], [discriminator])
+applies while that component stays the same (its family g or d and, for a table made for one size, the resolution)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nestgan.config import TrainConfig
+
+SLIM_NEST_32 = {"arch": "nest", "z_dim": 32, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
+                "depths": [1, 1, 1], "heads": [2, 1, 1], "out_patch": 2}  # a whole 32 px generator
+SLIM_D = {"channel_base": 256, "channel_max": 32}
+
+
+def merged(preset: dict, flags: dict) -> TrainConfig:
+    return TrainConfig.from_sources(preset, {}, {"device": "cpu", **flags})
+
+
+@pytest.mark.parametrize("table_key, family_key, same, other", [
+    ("generator", "g", "nest", "conv"),
+    ("discriminator", "d", "resnet", "dcgan"),
+])
+def test_a_component_table_applies_while_its_component_stays_the_same(table_key, family_key, same, other):
+    table = {"generator": {"upsample": "bilinear"}, "discriminator": SLIM_D}[table_key]
+    preset = {family_key: same, table_key: table}
+    kept = getattr(merged(preset, {family_key: same}), table_key)  # the same component named again: kept
+    assert all(kept[k] == v for k, v in table.items())
+    dropped = getattr(merged(preset, {family_key: other}), table_key)  # another one: the table was not made for it
+    assert not any(dropped.get(k) == v for k, v in table.items())
+    given = getattr(merged(preset, {family_key: same, table_key: {}}), table_key)  # a higher table replaces it
+    assert not any(given.get(k) == v for k, v in table.items())
+
+
+def test_a_table_made_for_one_size_applies_while_the_resolution_stays_the_same():
+    preset = {"resolution": 32, "generator": SLIM_NEST_32, "discriminator": SLIM_D}
+    assert merged(preset, {"resolution": 32}).generator["widths"] == [32, 16, 16]
+    cfg = merged(preset, {"resolution": 64})  # the whole 32 px generator does not fit: preset nest-64 instead
+    assert cfg.generator["arch"] == "nest" and cfg.generator["widths"] != [32, 16, 16]
+    assert cfg.discriminator == SLIM_D  # overrides of a size-free component follow the resolution
+
+
+def test_overrides_of_the_stock_preset_follow_a_resolution_change():
+    cfg = merged({"generator": {"upsample": "bilinear"}}, {"resolution": 64})
+    assert cfg.generator["upsample"] == "bilinear" and cfg.resolution == 64
