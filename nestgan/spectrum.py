@@ -66,7 +66,7 @@ def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @user_errors_as_exit
-def main(ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, device: str, threads: int | None) -> None:
+def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, device: str, threads: int | None) -> None:
     """Print the generated/real power spectrum and step profile of each checkpoint as markdown tables."""
     if n < 1 or batch < 1 or period < 2:
         raise ConfigError(f"--n and --batch must be positive and --period at least 2 (got {n}, {batch}, {period})")

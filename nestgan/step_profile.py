@@ -74,7 +74,7 @@ def markdown(label: str, results: list[dict[str, Any]]) -> str:
 @click.option("--threads", type=int, default=0, help="torch CPU threads [torch's default].")
 @click.option("--json", "json_path", type=str, help="Also write the results here.")
 @user_errors_as_exit
-def main(config_file: str | None, data: str | None, g: str | None, d: str | None, batch: int | None,
+def main(*, config_file: str | None, data: str | None, g: str | None, d: str | None, batch: int | None,
          precision: str, steps: int | None, warmup: int, threads: int, json_path: str | None) -> None:
     """Split one training step into its phases, per precision."""
     if threads:

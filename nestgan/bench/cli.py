@@ -75,7 +75,7 @@ def _pairs(texts: tuple[str, ...], generators: dict[str, Any]) -> list[tuple[str
 @click.option("--out", default="bench", show_default=True, help="Output folder.")
 @click.option("--tag", default="throughput", show_default=True, help="Output names: <out>/<tag>.json/.md/.png.")
 @user_errors_as_exit
-def main(generators: str, batch: str, precision: str, device: str, threads: int, repeats: int, warmup: int,
+def main(*, generators: str, batch: str, precision: str, device: str, threads: int, repeats: int, warmup: int,
          train: bool, d_arch: str, memory: bool, profile: bool, matmul_size: int, ratios: tuple[str, ...],
          recipes: str | None, recipe_data: str, data: str | None, data_dir: str | None, out: str, tag: str) -> None:
     """Generator throughput, FLOP/s, share of the matmul rate, memory and training-step speed."""

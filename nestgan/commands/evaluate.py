@@ -82,6 +82,7 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--raw", is_flag=True, help="Evaluate the raw generator weights G instead of the EMA G_ema.")
 @user_errors_as_exit
 def main(
+    *,
     ckpt: str,
     metrics: str | None,
     data: str | None,

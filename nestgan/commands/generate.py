@@ -123,6 +123,7 @@ def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite existing samples and grid, or the --export file.")
 @user_errors_as_exit
 def main(
+    *,
     ckpt: str,
     num: int | None,
     seeds: str | None,

@@ -38,6 +38,7 @@ class BatchIterator:
         dataset: PreparedDataset,
         batch_size: int,
         seed: int,
+        *,
         rank: int = 0,
         world_size: int = 1,
         xflip: bool = False,

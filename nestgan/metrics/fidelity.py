@@ -202,7 +202,7 @@ def reference_indices(available: int, num: int) -> np.ndarray:
 
 
 def reference_cache_name(
-    pixels_id: str, num_reals: int, available: int, extractor: str, weights_id: str, layer: str, internal_dtype: str
+    pixels_id: str, num_reals: int, available: int, *, extractor: str, weights_id: str, layer: str, internal_dtype: str
 ) -> str:
     """File stem for a reference; the hash covers everything that changes the cached numbers."""
     import torch_fidelity
@@ -373,7 +373,8 @@ def evaluate_metrics(
 
     references: dict[tuple[int, str], _Reference] = {}
     for n, layer in {reference_key(spec) for spec in specs if METRIC_KINDS[spec.kind].needs_reals}:
-        stem = reference_cache_name(pixels_id, n, available, feature_extractor, weights_id, layer, internal_dtype)
+        stem = reference_cache_name(pixels_id, n, available, extractor=feature_extractor, weights_id=weights_id,
+                                    layer=layer, internal_dtype=internal_dtype)
         keep = any(METRIC_KINDS[s.kind].real_features and reference_key(s) == (n, layer) for s in specs)
         references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
 

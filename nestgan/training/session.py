@@ -72,5 +72,6 @@ def open_data(cfg: TrainConfig, world: World, device: torch.device) -> tuple[Any
     if dataset is None:
         dataset = open_dataset()
     rank_batch = cfg.batch // world.world_size
-    loader = BatchIterator(dataset, rank_batch, cfg.seed, world.rank, world.world_size, cfg.data.xflip, device)
+    loader = BatchIterator(dataset, rank_batch, cfg.seed, rank=world.rank, world_size=world.world_size,
+                           xflip=cfg.data.xflip, device=device)
     return dataset, loader
