@@ -23,7 +23,7 @@ from nestgan.checkpoint import load_checkpoint, save_checkpoint, tensor_bytes
 from nestgan.commands import train as train_command
 from nestgan.errors import DiskFullError, file_size
 from nestgan.metrics import evaluate_metrics
-from nestgan.metrics.fidelity import append_metric_line
+from nestgan.metrics.records import append_metric_line
 from nestgan.metrics.inception_weights import convert_fid_helper_weights, find_fid_helper_file
 from nestgan.training import loop
 from nestgan.training.rundir import RunDir, find_latest_checkpoint
@@ -123,6 +123,7 @@ import torch
 from nestgan.checkpoint import save_checkpoint
 from nestgan.errors import DiskFullError
 from nestgan.metrics import fidelity
+from nestgan.metrics.records import append_metric_line
 from nestgan.training.rundir import RunDir
 
 run = RunDir(Path(sys.argv[1]))
@@ -132,7 +133,7 @@ writers = {
                                                               {"w": torch.zeros(100_000)}),
     "best.pt": lambda: run.set_best(run.path / "network-snapshot-000000.128.pt"),
     "stats.jsonl": lambda: run.append_jsonl("stats.jsonl", big_record),
-    "metric-fid10.jsonl": lambda: fidelity.append_metric_line(run.path / "metric-fid10.jsonl", big_record),
+    "metric-fid10.jsonl": lambda: append_metric_line(run.path / "metric-fid10.jsonl", big_record),
     "fakes000000.064.png": lambda: run.save_grid(torch.rand(64, 3, 64, 64) * 2 - 1, "fakes000000.064.png"),
     "stats.pt": lambda: fidelity._save_cached(run.path / "cache" / "stats.pt", {"mu": torch.zeros(100_000)}),
 }

@@ -5,18 +5,11 @@ torch-fidelity, with cached reference statistics and Inception weights that work
     # {"fid10k": 12.3, "kid10k_mean": 0.011, "kid10k_std": 0.001}
 """
 
-from nestgan.metrics.fidelity import (
-    METRIC_GRAMMAR,
-    MetricSpec,
-    MetricsReport,
-    append_metric_line,
-    compute_metrics,
-    evaluate_metrics,
-    parse_metric_name,
-)
 from nestgan.images import quantize_images
+from nestgan.metrics.fidelity import compute_metrics, evaluate_metrics
 from nestgan.metrics.frechet import frechet_distance, gaussian_statistics
 from nestgan.metrics.inception_weights import InceptionWeights, resolve_inception_weights
+from nestgan.metrics.records import METRIC_GRAMMAR, MetricSpec, MetricsReport, append_metric_line, parse_metric_name
 
 __all__ = [
     "METRIC_GRAMMAR",
