@@ -147,7 +147,7 @@ def _first_image_size(folder: Path) -> int:
     """The side of the first image file in `folder` (sorted, recursively): the resolution of those images."""
     from PIL import Image
 
-    from nestgan.data.sources import IMAGE_EXTENSIONS, list_files
+    from nestgan.data.files import IMAGE_EXTENSIONS, list_files
 
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")

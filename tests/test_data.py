@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nestgan.data import BatchIterator, load_dataset, measure_loader_throughput, shapes, sources
+from nestgan.data import BatchIterator, files, load_dataset, measure_loader_throughput, shapes
 from nestgan.errors import ConfigError, DataError
 
 
@@ -316,7 +316,7 @@ def test_cache_reused_without_decoding(tmp_path, monkeypatch):
     first = _load("folder", 16, tmp_path, data_dir=root)
     shape_first = _load("shapes", 16, tmp_path, max_images=8)
     with monkeypatch.context() as patch:
-        patch.setattr(sources, "decode_image", _refuse)
+        patch.setattr(files, "decode_image", _refuse)
         patch.setattr(shapes, "render_shapes", _refuse)
         again = _load("folder", 16, tmp_path, data_dir=root)
         assert again.identity == first.identity and np.array_equal(again.images, first.images)
