@@ -41,6 +41,7 @@ class Tick:
 def describe(session: Session, s: TrainState) -> None:
     """The banner: run dir, data, networks, schedule and threads."""
     cfg, world, device, micro_batch, log = session.cfg, session.world, session.device, session.micro_batch, session.log
+
     def params(m: nn.Module) -> str:
         return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
 
