@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from nestgan.cli import resolve_device, user_errors_as_exit
-from nestgan.config import DISCRIMINATORS, TrainConfig, cpu_has_native_bf16, load_config
+from nestgan.config import TrainConfig, cpu_has_native_bf16, load_config
 from nestgan.errors import ConfigError
-from nestgan.networks import build_generator, generator_preset
+from nestgan.networks import DISCRIMINATORS, build_generator, generator_preset
 from nestgan.networks.summary import count_parameters, forward_flops
 from nestgan.presets import preset_names
 from nestgan.training.loop import autocast, build_state, training_step

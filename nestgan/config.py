@@ -21,7 +21,6 @@ from nestgan.presets import dataset_preset, read_toml
 
 DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
 GENERATORS = ("nest", "transgan", "conv", "dcgan")
-DISCRIMINATORS = ("resnet", "dcgan")
 LOSSES = ("nonsaturating", "hinge")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,7 +47,9 @@ class TrainConfig:
     g: str = "nest"
     d: str = "resnet"
     generator: dict = field(default_factory=dict)
-    discriminator: dict = field(default_factory=dict)  # extra keyword arguments of build_discriminator
+    # Extra keyword arguments of build_discriminator. For a d with presets (nest) given as {"preset": "nest-d-64",
+    # **overrides} (or empty: preset "<d>-d-<resolution>"); after resolution it holds the preset's keys without "arch".
+    discriminator: dict = field(default_factory=dict)
     # Schedule: all lengths in images (kimg = thousands of images) so they do not depend on the batch size.
     kimg: float = 25.0  # total training length, counted from scratch (a resumed run continues the count)
     minutes: float | None = None  # also stop after this much training time (snapshots and metrics excluded), over resumes
@@ -120,6 +121,12 @@ class TrainConfig:
         cfg = cls(data=data, **merged)
         cfg.sources = [generator_source(cfg.g, cfg.resolution, cfg.generator)]
         cfg.generator = resolve_generator(cfg.g, cfg.resolution, cfg.generator)
+        d_name = discriminator_preset_name(cfg.d, cfg.resolution, cfg.discriminator)
+        if d_name is not None:
+            cfg.sources.append(f"discriminator preset {d_name} applied: " + (
+                "named by the [discriminator] table" if "preset" in cfg.discriminator
+                else f"d is {cfg.d}, resolution {cfg.resolution}"))
+            cfg.discriminator = resolve_discriminator(cfg.d, d_name, cfg.discriminator)
         cfg.validate(world_size)
         return cfg
 
@@ -127,7 +134,9 @@ class TrainConfig:
         """Impossible values and combinations -> ConfigError (types were checked while merging)."""
         _one_of("data.name", self.data.name, DATASETS)
         _one_of("g", self.g, GENERATORS)
-        _one_of("d", self.d, DISCRIMINATORS)
+        from nestgan.networks import DISCRIMINATORS  # the registry: torch is imported by now (resolve_generator)
+
+        _one_of("d", self.d, tuple(DISCRIMINATORS))
         _one_of("loss", self.loss, LOSSES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("device", self.device, DEVICES)
@@ -251,6 +260,31 @@ def generator_source(g: str, resolution: int, table: dict[str, Any]) -> str:
     return f"generator preset {name} applied: {why}" + (
         f"; the [generator] table overrides {', '.join(overrides)}" if overrides else ""
     )
+
+
+def discriminator_preset_name(d: str, resolution: int, table: dict[str, Any]) -> str | None:
+    """The preset a [discriminator] table builds on: its "preset", else "<d>-d-<resolution>" for a d that has
+    presets (nest); None for a d whose constructor defaults fit every resolution (resnet, dcgan)."""
+    if "preset" in table:
+        name = table["preset"]
+        if not isinstance(name, str):
+            raise ConfigError(f"discriminator.preset must be a preset name like 'nest-d-64', got {name!r}")
+        return name
+    from nestgan.presets import preset_names
+
+    has_presets = any(name.startswith(f"{d}-d-") for name in preset_names("discriminators"))
+    return f"{d}-d-{resolution}" if has_presets else None
+
+
+def resolve_discriminator(d: str, name: str, table: dict[str, Any]) -> dict[str, Any]:
+    """Preset `name` with the [discriminator] table's keys over it, as keyword arguments of build_discriminator."""
+    from nestgan.networks import discriminator_preset
+
+    preset = discriminator_preset(name)
+    if preset.get("arch") != d:
+        raise ConfigError(f"discriminator preset '{name}' builds a '{preset.get('arch')}' discriminator but d = "
+                          f"'{d}'; make them agree (or drop the preset to use d's default)")
+    return {**{k: v for k, v in preset.items() if k != "arch"}, **{k: v for k, v in table.items() if k != "preset"}}
 
 
 def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:

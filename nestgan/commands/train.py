@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from nestgan.cli import user_errors_as_exit
-from nestgan.config import DATASETS, DEVICES, DISCRIMINATORS, GENERATORS, PRECISIONS, load_config
+from nestgan.config import DATASETS, DEVICES, GENERATORS, PRECISIONS, load_config
+from nestgan.networks import DISCRIMINATORS
 from nestgan.presets import preset_names
 from nestgan.training.distributed import world_from_env
 
@@ -39,7 +40,8 @@ def metric_list(text: str) -> list[str]:
 @click.option("--batch", type=int, help="Images per optimiser step over all devices.")
 @click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
 @click.option("--g", type=click.Choice(GENERATORS), help="Generator family; preset <g>-<resolution>.")
-@click.option("--d", type=click.Choice(DISCRIMINATORS), help="Discriminator.")
+@click.option("--d", type=click.Choice(list(DISCRIMINATORS)),
+              help="Discriminator; nest uses preset nest-d-<resolution> (nestgan/configs/discriminators/).")
 @click.option("--resolution", type=click.Choice(preset_resolutions()),
               help="Image size in pixels: those of the generator presets (others: resolution and a [generator] "
                    "table in a --config file).")
