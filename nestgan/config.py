@@ -17,7 +17,7 @@ from typing import Any
 
 from nestgan.cli import resolve_device
 from nestgan.errors import ConfigError
-from nestgan.presets import dataset_preset, read_toml
+from nestgan.presets import dataset_preset, preset_names, read_toml
 
 DATASETS = ("shapes", "celeba", "imagenet64", "cifar10", "folder")
 GENERATORS = ("nest", "transgan", "conv", "dcgan")
@@ -270,8 +270,6 @@ def discriminator_preset_name(d: str, resolution: int, table: dict[str, Any]) ->
         if not isinstance(name, str):
             raise ConfigError(f"discriminator.preset must be a preset name like 'nest-d-64', got {name!r}")
         return name
-    from nestgan.presets import preset_names
-
     has_presets = any(name.startswith(f"{d}-d-") for name in preset_names("discriminators"))
     return f"{d}-d-{resolution}" if has_presets else None
 
