@@ -23,6 +23,13 @@ from nestgan.data.sources import DATASETS
 from nestgan.device import DEVICES, PRECISION_CHOICES, check_precision, resolve_device, resolve_precision
 from nestgan.errors import ConfigError
 from nestgan.networks import DISCRIMINATORS, GENERATORS
+from nestgan.components import (
+    discriminator_preset_name,
+    discriminator_source,
+    generator_source,
+    resolve_discriminator,
+    resolve_generator,
+)
 from nestgan.presets import dataset_preset, read_toml
 
 LOSSES = ("nonsaturating", "hinge")
@@ -51,7 +58,9 @@ class TrainConfig:
     g: str = "nest"
     d: str = "resnet"
     generator: dict = field(default_factory=dict)
-    discriminator: dict = field(default_factory=dict)  # extra keyword arguments of build_discriminator
+    # Extra keyword arguments of build_discriminator. For a d with presets (nest) given as {"preset": "nest-d-64",
+    # **overrides} (or empty: preset "<d>-d-<resolution>"); after resolution it holds the preset's keys without "arch".
+    discriminator: dict = field(default_factory=dict)
     # Schedule: all lengths in images (kimg = thousands of images) so they do not depend on the batch size.
     kimg: float = 25.0  # total training length, counted from scratch (a resumed run continues the count)
     minutes: float | None = None  # also stop after this much training time (snapshots and metrics excluded), over resumes
@@ -100,7 +109,7 @@ class TrainConfig:
     def from_sources(
         cls, preset: dict[str, Any], file: dict[str, Any], flags: dict[str, Any], world_size: int = 1
     ) -> "TrainConfig":
-        """Merge the layers (preset < file < flags), check them, and resolve the generator preset."""
+        """Merge the layers (preset < file < flags), check them, and resolve the component presets."""
         merged: dict[str, Any] = {}
         for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
             _check_keys(cls, layer, source)
@@ -120,6 +129,10 @@ class TrainConfig:
         cfg = cls(data=data, **merged)
         cfg.sources = [generator_source(cfg.g, cfg.resolution, cfg.generator)]
         cfg.generator = resolve_generator(cfg.g, cfg.resolution, cfg.generator)
+        d_name = discriminator_preset_name(cfg.d, cfg.resolution, cfg.discriminator)
+        if d_name is not None:  # a d with presets (nest): its table, kept or dropped above, builds on one
+            cfg.sources.append(discriminator_source(cfg.d, cfg.resolution, cfg.discriminator))
+            cfg.discriminator = resolve_discriminator(cfg.d, d_name, cfg.discriminator)
         cfg.validate(world_size)
         return cfg
 
@@ -212,39 +225,6 @@ def _component(cls: type, values: dict[str, Any], family_key: str, table: dict[s
     made_for_one_size = "arch" in table or "preset" in table
     resolution = values.get("resolution", cls.resolution) if made_for_one_size else None
     return values.get(family_key, getattr(cls, family_key)), resolution
-
-
-def generator_preset_name(g: str, resolution: int, table: dict[str, Any]) -> str | None:
-    """The preset a [generator] table builds on: its "preset", else "<g>-<resolution>"; None when the table is
-    complete by itself ("arch" and no "preset")."""
-    if "arch" in table and "preset" not in table:
-        return None
-    name = table.get("preset", f"{g}-{resolution}")
-    if not isinstance(name, str):
-        raise ConfigError(f"generator.preset must be a preset name like 'nest-32', got {name!r}")
-    return name
-
-
-def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[str, Any]:
-    """[generator] table -> full generator preset dict with "arch": the table's keys over its preset's."""
-    from nestgan.networks import generator_preset
-
-    name = generator_preset_name(g, resolution, table)
-    if name is None:
-        return dict(table)
-    return {**generator_preset(name), **{k: v for k, v in table.items() if k != "preset"}}
-
-
-def generator_source(g: str, resolution: int, table: dict[str, Any]) -> str:
-    """Which generator preset a [generator] table applies, and why, for TrainConfig.sources."""
-    name = generator_preset_name(g, resolution, table)
-    if name is None:
-        return f"no generator preset: the [generator] table is a complete '{table['arch']}' generator"
-    why = "named by the [generator] table" if "preset" in table else f"g is {g}, resolution {resolution}"
-    overrides = [key for key in table if key != "preset"]
-    return f"generator preset {name} applied: {why}" + (
-        f"; the [generator] table overrides {', '.join(overrides)}" if overrides else ""
-    )
 
 
 def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:

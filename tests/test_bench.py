@@ -117,3 +117,19 @@ def test_recipes_are_timed_as_whole_training_steps(tmp_path):
     report = (tmp_path / "recipes.md").read_text()
     assert "| tiny-dcgan | dcgan | dcgan | 32 | 8 | fp32 |" in report and "1.00x" in report
     assert not (tmp_path / "recipes.png").exists()  # no generator rows, no throughput plot
+
+
+def test_a_recipe_with_the_nest_discriminator_is_timed_with_its_r1_step(tmp_path):
+    """d = "nest" in a recipe: its preset resolves as in train_gan.py; the one timed step is step 0, so it runs R1
+    (a double backward through the discriminator's attention) in fp32."""
+    recipe = tmp_path / "tiny-nestd.toml"
+    recipe.write_text('resolution = 16\nbatch = 4\nd = "nest"\nshared_fakes = true\n[generator]\narch = "nest"\n'
+                      'z_dim = 16\ninit_size = 4\nblock_size = 4\nwidths = [16, 8, 8]\ndepths = [1, 1, 1]\n'
+                      'heads = [2, 1, 1]\n[discriminator]\npreset = "nest-d-32"\npatch_size = 1\n'
+                      'widths = [16, 16, 32]\ndepths = [1, 1, 1]\nheads = [1, 1, 2]\n')
+    result = CliRunner().invoke(main, ["--generators", "none", "--recipes", str(recipe), "--precision", "fp32",
+                                       "--repeats", "1", "--warmup", "0", "--no-memory", "--out", str(tmp_path),
+                                       "--tag", "nestd"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "nestd.json").read_text())["recipes"]
+    assert (row["recipe"], row["d"], row["resolution"]) == ("tiny-nestd", "nest", 16) and row["train_images_per_s"] > 0

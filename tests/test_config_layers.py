@@ -42,3 +42,17 @@ def test_a_table_made_for_one_size_applies_while_the_resolution_stays_the_same()
 def test_overrides_of_the_stock_preset_follow_a_resolution_change():
     cfg = merged({"generator": {"upsample": "bilinear"}}, {"resolution": 64})
     assert cfg.generator["upsample"] == "bilinear" and cfg.resolution == 64
+
+
+def test_discriminator_presets_follow_the_same_rule():
+    """d = nest resolves its table over preset nest-d-<resolution> after layering; the layering itself is the rule
+    above: a table naming a preset is made for one size, and overrides follow d and the resolution."""
+    named = {"d": "nest", "resolution": 64, "discriminator": {"preset": "nest-d-64", "depths": [1, 1, 1]}}
+    assert merged(named, {"d": "nest"}).discriminator["depths"] == [1, 1, 1]  # same d, same size: kept
+    assert merged(named, {"d": "resnet"}).discriminator == {}  # another d: dropped
+    at_32 = merged(named, {"resolution": 32}).discriminator  # another size: dropped, preset nest-d-32 instead
+    assert at_32["patch_size"] == 2 and at_32["depths"] != [1, 1, 1]
+    overrides = {"d": "nest", "discriminator": {"mlp_ratio": 2.0}}
+    cfg = merged(overrides, {"resolution": 64})  # overrides of the stock preset follow the resolution
+    assert cfg.discriminator["mlp_ratio"] == 2.0 and cfg.discriminator["patch_size"] == 4
+    assert any(line.startswith("discriminator preset nest-d-64 applied: d is nest") for line in cfg.sources)

@@ -5,16 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nestgan.components import discriminator_preset_name, resolve_discriminator
 from nestgan.errors import ConfigError
-from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, generator_preset)
+from nestgan.loss import r1_penalty
+from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, discriminator_preset,
+                              generator_preset)
 from nestgan.networks.nest import (ConvDeaggregation, NesTGenerator, NesTLevel, OutConv, PixelShuffleDeaggregation,
                                   blockify, unblockify)
-from nestgan.networks.summary import count_parameters, forward_flops
+from nestgan.networks.summary import count_flops, count_parameters, forward_flops
 from nestgan.presets import preset_names
 
 TINY_NEST = dict(arch="nest", z_dim=16, init_size=4, block_size=2, widths=[32, 16], depths=[1, 1], heads=[2, 2])
 HEAVY = {"transgan-32", "transgan-64"}  # paper configs: forward only, batch 1
 BUILD_ONLY = {"transgan-128-matched": 128}  # a benchmark preset: 16384-token global attention, too big to run here
+
+
+def stock_discriminator(arch: str, resolution: int) -> torch.nn.Module:
+    """What train_gan.py builds for --d <arch> at this resolution: nest through its preset nest-d-<resolution>."""
+    name = discriminator_preset_name(arch, resolution, {})
+    return build_discriminator(arch, resolution, **(resolve_discriminator(arch, name, {}) if name else {}))
 
 
 @pytest.mark.parametrize("name", preset_names("generators"))
@@ -43,7 +52,7 @@ def test_generator_presets_shape_range_and_gradients(name):
 @pytest.mark.parametrize("arch", sorted(DISCRIMINATORS))
 @pytest.mark.parametrize("resolution", [32, 64])
 def test_discriminators_logits_and_gradients(arch, resolution):
-    d = build_discriminator(arch, resolution)
+    d = stock_discriminator(arch, resolution)
     x = torch.randn(6, 3, resolution, resolution, requires_grad=True)  # 6 is not a multiple of the mbstd group
     logits = d(x.contiguous(memory_format=torch.channels_last))
     assert logits.shape == (6,)
@@ -56,10 +65,60 @@ def test_discriminators_logits_and_gradients(arch, resolution):
 def test_fresh_discriminator_logits_depend_on_the_image(arch, resolution):
     # With PyTorch's default init the residual D's logits varied by ~1e-5 across images: it could not learn.
     torch.manual_seed(0)
-    d = build_discriminator(arch, resolution)
+    d = stock_discriminator(arch, resolution)
     images = torch.rand(16, 3, resolution, resolution) * 2 - 1
     with torch.no_grad():
         assert d(images).std() > 0.02
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_nest_discriminator_presets_take_r1_through_attention(resolution, precision):
+    """R1 differentiates d logits / d x once more: through block attention too, in fp32 and under bf16 autocast."""
+    d = stock_discriminator("nest", resolution)
+    x = torch.randn(4, 3, resolution, resolution, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = d(x)
+    assert logits.shape == (4,)
+    penalty = r1_penalty(logits, x)
+    assert penalty.dtype == torch.float32 and torch.isfinite(penalty) and penalty > 0
+    penalty.backward()  # the double backward; the fused attention kernels raise here
+    qkv = d.levels[0].layers[0].attn.qkv.weight.grad
+    assert qkv is not None and torch.isfinite(qkv).all() and qkv.abs().sum() > 0
+
+
+def test_nest_discriminator_presets_are_lighter_than_the_resnet_one():
+    for resolution in (32, 64, 128):
+        nest, resnet = stock_discriminator("nest", resolution), stock_discriminator("resnet", resolution)
+        image = torch.randn(1, 3, resolution, resolution)
+        assert count_flops(nest, image) < count_flops(resnet, image) / 5
+        assert count_parameters(nest) < count_parameters(resnet)
+
+
+def test_nest_discriminator_attention_stays_in_its_block_and_aggregation_crosses_it():
+    d = stock_discriminator("nest", 32).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    x[..., :2, :2] = 1  # the top-left patch, in the top-left 4x4-token block of the 16x16 map
+    with torch.no_grad():
+        level0 = d.levels[0](d.patch_embed(x).permute(0, 2, 3, 1).contiguous())  # (1, 16, 16, 64)
+        base = d.levels[0](d.patch_embed(torch.zeros_like(x)).permute(0, 2, 3, 1).contiguous())
+        changed = (level0 - base).abs().amax(dim=-1)[0]
+        assert changed[:4, :4].max() > 0 and changed[4:].max() == 0 and changed[:, 4:].max() == 0
+        merged = (d.aggregations[0](level0) - d.aggregations[0](base)).abs().amax(dim=-1)[0]
+    assert merged.shape == (8, 8)  # 2x2 blocks merged into one: the block's footprint is now tokens 0-1
+    assert merged[2, 2] > 0  # conv and max-pool carried the change past it
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(patch_size=3), "cannot be halved"),
+    (dict(widths=[64, 128, 256, 512], depths=[1, 1, 1, 1], heads=[1, 1, 1, 1]), "cannot be halved"),
+    (dict(heads=[3, 4, 8]), "width 64 is not divisible by its 3 heads"),
+    (dict(depths=[1, 1]), "same non-zero length"),
+])
+def test_bad_nest_discriminator_configs_are_rejected(override, message):
+    preset = {k: v for k, v in discriminator_preset("nest-d-32").items() if k != "arch"}
+    with pytest.raises(ConfigError, match=message):
+        build_discriminator("nest", 32, **{**preset, **override})
 
 
 def test_dcgan_spectral_norm_option():

@@ -170,6 +170,10 @@ def test_every_shipped_config_resolves_with_its_own_values(path, tmp_path):
         ("[generator]\npreset = 'nest-64'\n", [], "resolution = 32"),
         ("", ["--metrics", "fidelity"], "unknown metric"),
         ("", ["--minutes", "0"], "minutes must be > 0"),
+        ("d = 'nest'\n[discriminator]\npreset = 'nest-d-99'\n", [], "unknown discriminators preset 'nest-d-99'"),
+        ("[discriminator]\npreset = 'nest-d-32'\n", [], "builds a 'nest' discriminator but d = 'resnet'"),
+        ("resolution = 16\n[generator]\npreset = 'nest-32'\ninit_size = 4\n", ["--d", "nest"],
+         "unknown discriminators preset 'nest-d-16'"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(tmp_path, toml, args, needle):
@@ -247,6 +251,29 @@ def test_train_then_resume_latest_continues_in_a_new_run_dir(tmp_path):
     foreign = run_cli(*common, "--kimg", "0.256", "--resume", snapshot, "--d", "dcgan")
     assert foreign.exit_code == 2 and "its d is 'resnet', this run's is 'dcgan'" in foreign.output
     assert len(list((tmp_path / "runs").iterdir())) == 2  # refused before a run directory was made
+
+
+def test_nest_discriminator_trains_with_r1_and_resumes(tmp_path):
+    """--d nest: preset nest-d-<resolution> by default, a [discriminator] table names another one and overrides it;
+    R1 at the first step goes through its attention in fp32; the resolved table survives a resume."""
+    assert dry_run("--d", "nest")["discriminator"] == {
+        k: v for k, v in read_toml(REPO / "nestgan/configs/discriminators/nest-d-32.toml").items() if k != "arch"}
+    config = tmp_path / "tiny.toml"
+    config.write_text('d = "nest"\nr1_interval = 2\n' + TINY_TOML.split("[discriminator]")[0] + '[discriminator]\n'
+                      'preset = "nest-d-32"\npatch_size = 1\nwidths = [16, 16, 32]\nheads = [1, 1, 2]\n'
+                      'depths = [1, 1, 1]\n')  # 16 px: 16 -> 8 -> 4 tokens a side
+    common = ["--config", str(config), "--outdir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+              "--metrics", "none", "--threads", "1"]
+    first = run_cli(*common, "--kimg", "0.064")
+    assert first.exit_code == 0, first.output
+    run0 = tmp_path / "runs" / "00000-shapes-nest-16"
+    assert "D nest" in (run0 / "log.txt").read_text()
+    saved = json.loads((run0 / "config.json").read_text())
+    assert saved["d"] == "nest" and saved["discriminator"]["patch_size"] == 1 and "preset" not in saved["discriminator"]
+    stats = [json.loads(ln) for ln in (run0 / "stats.jsonl").read_text().splitlines()]
+    assert all(r["r1"] > 0 and abs(r["loss_d"]) < 100 for r in stats)
+    second = run_cli(*common, "--kimg", "0.096", "--resume", "latest")
+    assert second.exit_code == 0, second.output
 
 
 def test_device_cuda_without_cuda_is_refused(monkeypatch):

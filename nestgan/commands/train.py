@@ -42,7 +42,8 @@ def metric_list(text: str) -> list[str]:
 @click.option("--batch", type=int, help="Images per optimiser step over all devices.")
 @click.option("--batch-per-device", type=int, help="Micro-batch per device; smaller than batch/devices = accumulation.")
 @click.option("--g", type=click.Choice(list(GENERATORS)), help="Generator family; preset <g>-<resolution>.")
-@click.option("--d", type=click.Choice(list(DISCRIMINATORS)), help="Discriminator.")
+@click.option("--d", type=click.Choice(list(DISCRIMINATORS)),
+              help="Discriminator; nest uses preset nest-d-<resolution> (nestgan/configs/discriminators/).")
 @click.option("--resolution", type=click.Choice(preset_resolutions()),
               help="Image size in pixels: those of the generator presets (others: resolution and a [generator] "
                    "table in a --config file).")

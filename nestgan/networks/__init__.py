@@ -1,4 +1,5 @@
-"""Generators and discriminators, built from presets that are plain data (nestgan/configs/generators/*.toml)."""
+"""Generators and discriminators, built from presets that are plain data (nestgan/configs/generators/*.toml,
+nestgan/configs/discriminators/*.toml)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from nestgan.errors import ConfigError
 from nestgan.networks.conv import ConvGenerator, DCGANGenerator
 from nestgan.networks.discriminators import DCGANDiscriminator, ResNetDiscriminator
 from nestgan.networks.nest import NesTGenerator
+from nestgan.networks.nest_discriminator import NesTDiscriminator
 from nestgan.networks.transgan import TransGANGenerator
 from nestgan.presets import load_preset
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "nest": NesTGenerator, "transgan": TransGANGenerator, "conv": ConvGenerator, "dcgan": DCGANGenerator,
 }
-DISCRIMINATORS: dict[str, type[nn.Module]] = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {
+    "resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator, "nest": NesTDiscriminator,
+}
 
 
 def _construct(kind: str, registry: dict[str, type[nn.Module]], arch: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -43,6 +47,11 @@ def build_generator(preset: dict[str, Any]) -> nn.Module:
     if arch is None:
         raise ConfigError("generator preset has no 'arch' key (one of: " + ", ".join(GENERATORS) + ")")
     return _construct("generator", GENERATORS, arch, kwargs)
+
+
+def discriminator_preset(name: str) -> dict[str, Any]:
+    """The discriminator preset nestgan/configs/discriminators/<name>.toml as a dict with an 'arch' key."""
+    return load_preset("discriminators", name)
 
 
 def build_discriminator(arch: str, resolution: int, **kwargs: Any) -> nn.Module:
