@@ -36,6 +36,7 @@ class DataConfig:
     xflip: bool = False  # random horizontal flips of the real images
     download: bool = False
     max_images: int | None = None
+    attribute: str | None = None  # celeba only: keep images with this list_attr_celeba.txt attribute ("-Name": without)
     cache_dir: str | None = None  # prepared-dataset and FID-statistics cache; None: $NESTGAN_CACHE or ~/.cache/nestgan
 
 
@@ -185,6 +186,10 @@ class TrainConfig:
             raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
         if self.data.max_images is not None and self.data.max_images < 1:
             raise ConfigError(f"data.max_images must be >= 1, got {self.data.max_images}")
+        if self.data.attribute is not None and self.data.name != "celeba":
+            raise ConfigError(f"data.attribute picks CelebA images by attribute; data '{self.data.name}' has none: drop it")
+        if self.data.attribute is not None and not self.data.attribute.removeprefix("-"):
+            raise ConfigError("data.attribute must name a CelebA attribute, e.g. Eyeglasses (or -Eyeglasses: without)")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
 

@@ -57,6 +57,8 @@ def metric_list(text: str) -> list[str]:
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
 @click.option("--download/--no-download", default=None, help="Download the dataset when it is missing.")
 @click.option("--split", type=str, help="Dataset split [train].")
+@click.option("--attribute", type=str,
+              help="celeba: only images with this list_attr_celeba.txt attribute, e.g. Eyeglasses (-Eyeglasses: without).")
 @click.option("--xflip/--no-xflip", default=None, help="Random horizontal flips of the real images.")
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free, re-checked every tick].")
@@ -81,7 +83,7 @@ def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
 def flags_to_config(options: dict[str, Any]) -> dict[str, Any]:
     """Given flags (None = not given) -> a config layer shaped like TrainConfig."""
     data_keys = {"data": "name", "data_dir": "data_dir", "split": "split", "xflip": "xflip",
-                 "download": "download", "cache_dir": "cache_dir"}
+                 "download": "download", "cache_dir": "cache_dir", "attribute": "attribute"}
     layer: dict[str, Any] = {}
     data: dict[str, Any] = {}
     for key, value in options.items():

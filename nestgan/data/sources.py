@@ -6,6 +6,7 @@ the prepared cache without decoding anything) and how to decode it into a preall
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import os
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from nestgan.data import shapes
-from nestgan.errors import DataError
+from nestgan.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test", "all")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -57,6 +58,15 @@ class SourcePlan:
     available: int  # images the source holds (before max_images and skipping)
     produce: Callable[[np.ndarray, Report], Produced]  # fills out[:k] in order, returns k and skips
     missing: int = 0  # files listed by an index file (CelebA partition) but absent on disk
+    attribute: str | None = None  # CelebA attribute subset (see data_label)
+
+
+def data_label(name: str, attribute: str | None) -> str:
+    """A dataset's name in run directories, cache folders and metric references: 'celeba', 'celeba-Eyeglasses',
+    'celeba-not-Eyeglasses'; an attribute subset never shares a name (or FID statistics) with the whole set."""
+    if attribute is None:
+        return name
+    return f"{name}-not-{attribute[1:]}" if attribute.startswith("-") else f"{name}-{attribute}"
 
 
 class UnreadableImage(Exception):
@@ -333,14 +343,35 @@ def _read_partition(path: Path) -> list[tuple[str, int]]:
     return rows
 
 
-def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path) -> SourcePlan:
+def _attribute_names(path: Path, attribute: str) -> set[str]:
+    """Images of list_attr_celeba.txt whose `attribute` is 1 ("-Name": -1); the name is checked against its header."""
+    if not path.is_file():
+        raise DataError(f"{path} not found: data.attribute needs CelebA's attribute file; get it from {CELEBA_URL}")
+    with open(path) as f:
+        f.readline()  # the image count
+        header = f.readline().split()
+        rows = [line.split() for line in f if line.strip()]
+    name, wanted = attribute.removeprefix("-"), "-1" if attribute.startswith("-") else "1"
+    if name not in header:
+        close = difflib.get_close_matches(name, header, n=3) or header[:3]
+        raise ConfigError(
+            f"unknown CelebA attribute '{name}': {path.name} names {len(header)}, e.g. {', '.join(close)}; pick one "
+            f"of them (-Name keeps the images without it)"
+        )
+    column = header.index(name) + 1
+    return {row[0] for row in rows if len(row) == len(header) + 1 and row[column] == wanted}
+
+
+def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path,
+                attribute: str | None = None) -> SourcePlan:
     """CelebA aligned faces with the standard "CelebA 64" preprocessing.
 
     Layout: <root>/img_align_celeba/*.jpg and <root>/list_eval_partition.txt (or the same inside <root>/celeba/).
     Split via the partition file: train 0, valid 1, test 2, all. Partial copies work: rows whose image is
     absent are skipped and counted. Crop: a centred square whose side is 140/178 of the image width (140 px of
     the official 178x218 images, the usual CelebA-64 face crop; relative, so half-size copies crop the same
-    region), then a Lanczos resize to the resolution.
+    region), then a Lanczos resize to the resolution. attribute: keep only the images of the split whose
+    list_attr_celeba.txt column of that name is 1 ("-Name": -1).
     """
     root = _resolve_root(data_dir, cache_root, "celeba")
     found = _find_celeba(root)
@@ -365,11 +396,14 @@ def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_roo
             f"{partition} not found: it defines CelebA's train/valid/test split; get it from {CELEBA_URL} "
             f"or use split 'all'"
         )
+    if attribute is not None:
+        chosen = _attribute_names(found / "list_attr_celeba.txt", attribute)
+        wanted = [name for name in wanted if name in chosen]
     names = [name for name in wanted if name in present]
     if not names:
         raise DataError(
-            f"no CelebA images of split '{split}' in {image_dir} "
-            f"({len(wanted)} listed in {partition.name}, none present)"
+            f"no CelebA images of split '{split}'{f' with attribute {attribute}' if attribute else ''} in {image_dir} "
+            f"({len(wanted)} listed, none present)"
         )
     paths = [str(image_dir / name) for name in names]
     return SourcePlan(
@@ -381,6 +415,7 @@ def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_roo
         available=len(paths),
         produce=lambda out, report: decode_files(paths, out, resolution, CELEBA_CROP, report),
         missing=len(wanted) - len(names),
+        attribute=attribute,
     )
 
 

@@ -27,6 +27,7 @@ from torch.profiler import record_function
 from nestgan.augment import DiffAugment
 from nestgan.checkpoint import load_checkpoint, save_checkpoint
 from nestgan.config import TrainConfig
+from nestgan.data.sources import data_label
 from nestgan.errors import ConfigError, DiskFullError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
@@ -264,7 +265,8 @@ def resolve_resume(cfg: TrainConfig) -> Path | None:
     if cfg.resume is None:
         return None
     if cfg.resume == "latest":
-        return find_latest_checkpoint(cfg.outdir, {"data.name": cfg.data.name, "g": cfg.g, "resolution": cfg.resolution})
+        return find_latest_checkpoint(cfg.outdir, {"data.name": cfg.data.name, "data.attribute": cfg.data.attribute,
+                                                   "g": cfg.g, "resolution": cfg.resolution})
     return Path(cfg.resume)
 
 
@@ -278,6 +280,9 @@ def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
             )
     if old.get("data", {}).get("name") != cfg.data.name:
         raise ConfigError(f"cannot resume from {path}: it was trained on '{old.get('data', {}).get('name')}'")
+    if old.get("data", {}).get("attribute") != cfg.data.attribute:
+        raise ConfigError(f"cannot resume from {path}: its data.attribute is {old.get('data', {}).get('attribute')!r}, "
+                          f"this run's is {cfg.data.attribute!r}; pass the same --attribute")
     done = ckpt["progress"]["images_seen"]
     if done >= cfg.kimg * 1000:
         raise ConfigError(
@@ -351,6 +356,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
             cache_dir=cfg.data.cache_dir,
             download=cfg.data.download,
             max_images=cfg.data.max_images,
+            attribute=cfg.data.attribute,
         )
 
     dataset = open_dataset() if world.is_main else None
@@ -359,7 +365,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
         dataset = open_dataset()
     loader = BatchIterator(dataset, rank_batch, cfg.seed, world.rank, world.world_size, cfg.data.xflip, device)
 
-    run = RunDir.create(cfg.outdir, f"{cfg.data.name}-{cfg.g}-{cfg.resolution}") if world.is_main else None
+    data = data_label(cfg.data.name, cfg.data.attribute)
+    run = RunDir.create(cfg.outdir, f"{data}-{cfg.g}-{cfg.resolution}") if world.is_main else None
     with run.tee() if run else contextlib.nullcontext(), disk_full_ends_training(cfg, run, resume_path):
         log = print if world.is_main else (lambda *a, **k: None)
         if ckpt is not None:
@@ -400,7 +407,8 @@ def describe(cfg, s, dataset, world, device, micro_batch, run, log, threads: Thr
         return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
 
     log(f"run dir    {run.path if run else '-'}")
-    log(f"data       {cfg.data.name} ({len(dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
+    data = data_label(cfg.data.name, cfg.data.attribute)
+    log(f"data       {data} ({len(dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
     for table in cfg.cpu_tables:
         log(f"recipe     the CPU recipe: {table} (--device cuda keeps the GPU values)")
     log(f"networks   G {cfg.g} {params(s.G)} params, D {cfg.d} {params(s.D)} params")
