@@ -26,6 +26,7 @@ LOSSES = ("nonsaturating", "hinge")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 AUGMENT_OPS = ("color", "translation", "cutout")
+TRAINABLE = ("all", "attention")  # attention: only the generator's attention projections train (fine-tuning)
 
 
 @dataclass
@@ -86,6 +87,10 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch ops; 0: one per usable CPU left free by other processes (nestgan.threads)
     outdir: str = "runs"
     resume: str | None = None  # "latest", a checkpoint path, or None
+    # Fine-tuning (nestgan/training/finetune.py): a new run from a checkpoint's weights, optionally partly frozen.
+    finetune_from: str | None = None  # a training snapshot or a .safetensors generator export
+    trainable: str = "all"  # all | attention (only the generator's attention projections)
+    freeze_d: int = 0  # FreezeD: the discriminator's first N blocks stay frozen
     dist_timeout_s: float = 1800.0  # collectives (and process-group start) give up after this long
     # Set by load_config, not by a config source: the [cpu] tables that replaced GPU-sized keys, as
     # "<file> [cpu]: key, key", recorded in config.json so that a run says which recipe it trained with.
@@ -132,6 +137,7 @@ class TrainConfig:
         _one_of("loss", self.loss, LOSSES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("device", self.device, DEVICES)
+        _one_of("trainable", self.trainable, TRAINABLE)
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
         if self.generator.get("arch") != self.g:
@@ -192,6 +198,21 @@ class TrainConfig:
             raise ConfigError("data.attribute must name a CelebA attribute, e.g. Eyeglasses (or -Eyeglasses: without)")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        self._validate_finetune()
+
+    def _validate_finetune(self) -> None:
+        if self.finetune_from and self.resume:
+            raise ConfigError(
+                "--finetune-from starts a new run and --resume continues one; drop --finetune-from to continue a "
+                "fine-tune run (with its --trainable and --freeze-d), or --resume to start another"
+            )
+        if self.freeze_d < 0:
+            raise ConfigError(f"freeze_d must be >= 0 (0: no discriminator block frozen), got {self.freeze_d}")
+        if (self.trainable != "all" or self.freeze_d) and not (self.finetune_from or self.resume):
+            raise ConfigError(
+                f"--trainable {self.trainable} / --freeze-d {self.freeze_d} freeze pretrained weights; "
+                "add --finetune-from CKPT (or --trainable all --freeze-d 0 to train from scratch)"
+            )
 
     def micro_batch(self, world_size: int) -> int:
         """Images per device per forward pass."""

@@ -32,7 +32,7 @@ from nestgan.errors import ConfigError, DiskFullError, TrainingError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
 from nestgan.threads import ThreadGovernor
-from nestgan.training import distributed
+from nestgan.training import distributed, finetune
 from nestgan.training.distributed import World
 from nestgan.training.ema import ema_beta, update_ema
 from nestgan.training.rundir import RunDir, find_latest_checkpoint, kimg_stamp, snapshots
@@ -79,6 +79,7 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         raise ConfigError(f"cannot build the networks from the config: {e}") from None
     if G.resolution != cfg.resolution:
         raise ConfigError(f"the generator makes {G.resolution} px images but resolution = {cfg.resolution}")
+    params_G, params_D = finetune.trainable_parameters(G, D, cfg)  # the optimisers hold only these
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     torch.manual_seed(stream_seed(cfg.seed, rank, TORCH_STREAM))
     betas = (cfg.beta1, cfg.beta2)
@@ -88,8 +89,8 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         G=G,
         D=D,
         G_ema=G_ema,
-        opt_G=adam(G, cfg.lr_g, betas, device),
-        opt_D=adam(D, cfg.lr_d, betas, device),
+        opt_G=adam(params_G, cfg.lr_g, betas, device),
+        opt_D=adam(params_D, cfg.lr_d, betas, device),
         scaler_G=torch.amp.GradScaler(device.type, enabled=fp16),
         scaler_D=torch.amp.GradScaler(device.type, enabled=fp16),
         augment=DiffAugment(cfg.augment, seed=stream_seed(cfg.seed, rank, AUGMENT_STREAM)),
@@ -100,9 +101,9 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
     )
 
 
-def adam(module: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters) where torch has it for the device."""
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -134,8 +135,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         stats[name] = stats.get(name, 0) + value.detach().float() / accum
 
     # D step: push real logits up and fake logits down; every 16th step also R1 on the (augmented) reals.
-    s.G.requires_grad_(cfg.shared_fakes)  # the shared fakes keep their graph for the G step
-    s.D.requires_grad_(True)
+    finetune.set_requires_grad(s.opt_G, cfg.shared_fakes)  # the shared fakes keep their graph for the G step
+    finetune.set_requires_grad(s.opt_D, True)
     s.opt_D.zero_grad(set_to_none=True)
     D_forward = s.D if do_r1 else s.D_forward  # double backward (R1) does not run through torch.compile
     fakes = []
@@ -166,8 +167,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         s.scaler_D.update()
 
     # G step: make D call the (augmented) fakes real.
-    s.G.requires_grad_(True)
-    s.D.requires_grad_(False)
+    finetune.set_requires_grad(s.opt_G, True)
+    finetune.set_requires_grad(s.opt_D, False)
     s.opt_G.zero_grad(set_to_none=True)
     if not cfg.shared_fakes:
         fakes = []
@@ -188,7 +189,7 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         distributed.average_gradients(s.G)
         s.scaler_G.step(s.opt_G)
         s.scaler_G.update()
-    s.D.requires_grad_(True)
+    finetune.set_requires_grad(s.opt_D, True)
 
     s.images_seen += cfg.batch
     s.step += 1
@@ -283,6 +284,7 @@ def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
     if old.get("data", {}).get("attribute") != cfg.data.attribute:
         raise ConfigError(f"cannot resume from {path}: its data.attribute is {old.get('data', {}).get('attribute')!r}, "
                           f"this run's is {cfg.data.attribute!r}; pass the same --attribute")
+    finetune.check_resume(cfg, old, path)
     done = ckpt["progress"]["images_seen"]
     if done >= cfg.kimg * 1000:
         raise ConfigError(
@@ -345,6 +347,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     if ckpt is not None:
         check_resumable(cfg, ckpt, resume_path)
     s = build_state(cfg, device, world.rank)
+    started_from = finetune.start_from(cfg, s.G, s.G_ema, s.D)
 
     # Rank 0 prepares the dataset cache; the others then open it.
     def open_dataset():
@@ -375,6 +378,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
             log(f"resumed from {resume_path} at {s.images_seen / 1000:g} kimg (tick {s.tick}, step {s.step})")
             if run:
                 run.carry_history(resume_path.parent, s.images_seen / 1000)
+        if started_from:
+            log(f"fine-tune  {started_from}; fresh optimisers, kimg from 0")
         distributed.broadcast_module(s.G)
         distributed.broadcast_module(s.D)
         distributed.broadcast_module(s.G_ema)
@@ -403,15 +408,12 @@ def disk_full_ends_training(cfg: TrainConfig, run: RunDir | None, resume_path: P
 
 
 def describe(cfg, s, dataset, world, device, micro_batch, run, log, threads: ThreadGovernor) -> None:
-    def params(m: nn.Module) -> str:
-        return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
-
     log(f"run dir    {run.path if run else '-'}")
     data = data_label(cfg.data.name, cfg.data.attribute)
     log(f"data       {data} ({len(dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
     for table in cfg.cpu_tables:
         log(f"recipe     the CPU recipe: {table} (--device cuda keeps the GPU values)")
-    log(f"networks   G {cfg.g} {params(s.G)} params, D {cfg.d} {params(s.D)} params")
+    log(f"networks   {finetune.describe_parameters(s.G, s.D, cfg)}")
     log(
         f"training   {cfg.kimg:g} kimg{f' or {cfg.minutes:g} minutes' if cfg.minutes else ''}, "
         f"batch {cfg.batch} = {world.world_size} device(s) x "
