@@ -213,7 +213,8 @@ def export_generator(
         name: (t.to(EXPORT_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
         for name, t in generator.state_dict().items()
     }
-    data = {key: value for key, value in (config.get("data") or {}).items() if key in ("name", "split", "max_images")}
+    data_keys = ("name", "split", "max_images", "attribute")  # what evaluate.py needs to find the training data again
+    data = {key: value for key, value in (config.get("data") or {}).items() if key in data_keys}
     metadata = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,13 @@ from nestgan.components import (
     resolve_generator,
 )
 from nestgan.presets import dataset_preset, read_toml
+from nestgan.schema import check_keys, table
 
 LOSSES = ("nonsaturating", "hinge")
 # Tables named for a component, and the key that names the component's family.
 COMPONENT_TABLES = {"generator": "g", "discriminator": "d"}
 AUGMENT_OPS = ("color", "translation", "cutout")
+TRAINABLE = ("all", "attention")  # attention: only the generator's attention projections train (fine-tuning)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DataConfig:
     xflip: bool = False  # random horizontal flips of the real images
     download: bool = False
     max_images: int | None = None
+    attribute: str | None = None  # celeba only: keep images with this list_attr_celeba.txt attribute ("-Name": without)
     cache_dir: str | None = None  # prepared-dataset and FID-statistics cache; None: $NESTGAN_CACHE or ~/.cache/nestgan
 
 
@@ -97,6 +99,10 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch ops; 0: one per usable CPU left free by other processes (nestgan.threads)
     outdir: str = "runs"
     resume: str | None = None  # "latest", a checkpoint path, or None
+    # Fine-tuning (nestgan/training/finetune.py): a new run from a checkpoint's weights, optionally partly frozen.
+    finetune_from: str | None = None  # a training snapshot or a .safetensors generator export
+    trainable: str = "all"  # all | attention (only the generator's attention projections)
+    freeze_d: int = 0  # FreezeD: the discriminator's first N blocks stay frozen
     dist_timeout_s: float = 1800.0  # collectives (and process-group start) give up after this long
     # Set by load_config, not by a config source: the [cpu] tables that replaced GPU-sized keys, as
     # "<file> [cpu]: key, key", recorded in config.json so that a run says which recipe it trained with.
@@ -112,7 +118,7 @@ class TrainConfig:
         """Merge the layers (preset < file < flags), check them, and resolve the component presets."""
         merged: dict[str, Any] = {}
         for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
-            _check_keys(cls, layer, source)
+            check_keys(cls, layer, source)
             for table_key, family_key in COMPONENT_TABLES.items():
                 table = merged.get(table_key, {})
                 made_for = _component(cls, merged, family_key, table)
@@ -144,6 +150,7 @@ class TrainConfig:
         _one_of("loss", self.loss, LOSSES)
         _one_of("precision", self.precision, PRECISION_CHOICES)
         _one_of("device", self.device, DEVICES)
+        _one_of("trainable", self.trainable, TRAINABLE)
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
         if self.generator.get("arch") != self.g:
@@ -196,8 +203,27 @@ class TrainConfig:
             raise ConfigError("data 'folder' needs --data-dir PATH (a folder of images)")
         if self.data.max_images is not None and self.data.max_images < 1:
             raise ConfigError(f"data.max_images must be >= 1, got {self.data.max_images}")
+        if self.data.attribute is not None and self.data.name != "celeba":
+            raise ConfigError(f"data.attribute picks CelebA images by attribute; data '{self.data.name}' has none: drop it")
+        if self.data.attribute is not None and not self.data.attribute.removeprefix("-"):
+            raise ConfigError("data.attribute must name a CelebA attribute, e.g. Eyeglasses (or -Eyeglasses: without)")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        self._validate_finetune()
+
+    def _validate_finetune(self) -> None:
+        if self.finetune_from and self.resume:
+            raise ConfigError(
+                "--finetune-from starts a new run and --resume continues one; drop --finetune-from to continue a "
+                "fine-tune run (with its --trainable and --freeze-d), or --resume to start another"
+            )
+        if self.freeze_d < 0:
+            raise ConfigError(f"freeze_d must be >= 0 (0: no discriminator block frozen), got {self.freeze_d}")
+        if (self.trainable != "all" or self.freeze_d) and not (self.finetune_from or self.resume):
+            raise ConfigError(
+                f"--trainable {self.trainable} / --freeze-d {self.freeze_d} freeze pretrained weights; "
+                "add --finetune-from CKPT (or --trainable all --freeze-d 0 to train from scratch)"
+            )
 
     def micro_batch(self, world_size: int) -> int:
         """Images per device per forward pass."""
@@ -231,7 +257,7 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     """Resolve the training config from flags (nested like TrainConfig), an optional TOML file and the preset
     nestgan/configs/<data>.toml of the dataset they name (default shapes)."""
     file = read_toml(config_file) if config_file else {}
-    name = flags.get("data", {}).get("name") or _table(file, "data", "config file").get("name") or "shapes"
+    name = flags.get("data", {}).get("name") or table(file, "data", "config file").get("name") or "shapes"
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     preset, preset_path = dataset_preset(name)
@@ -250,7 +276,7 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     ):
         if layer:
             sources.append(f"{what} applied: {why}")
-        cpu_keys = _table(layer, "cpu", str(source))
+        cpu_keys = table(layer, "cpu", str(source))
         layer = {k: v for k, v in layer.items() if k != "cpu"}
         below.update(layer)
         if on_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
@@ -290,51 +316,6 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value)) or "[]"
     return repr(value) if value == "" else str(value)
-
-
-def _table(layer: dict[str, Any], key: str, source: str) -> dict[str, Any]:
-    value = layer.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{source}: '{key}' must be a table, got {type(value).__name__}")
-    return value
-
-
-def _check_keys(cls: type, layer: dict[str, Any], source: str, prefix: str = "") -> None:
-    """Unknown keys and wrong types in one source -> ConfigError naming the key."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key, value in layer.items():
-        if key not in known:
-            raise ConfigError(f"{source}: unknown config key '{prefix}{key}' (known: {', '.join(known)})")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            _check_keys(hint, _table(layer, key, source), source, prefix=f"{key}.")
-        elif not _matches(value, hint):
-            raise ConfigError(
-                f"{source}: '{prefix}{key}' must be {_type_name(hint)}, got {type(value).__name__} {value!r}"
-            )
-        elif hint in (float, float | None) and isinstance(value, int):
-            layer[key] = float(value)
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arm) for arm in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, origin or hint)
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _one_of(key: str, value: str, allowed: typing.Iterable[str]) -> None:

@@ -86,7 +86,7 @@ def test_dry_run_says_which_preset_tables_applied_and_why(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = run_cli("--dry-run", "--data", "celeba", "--device", "cpu")
-    notes = [line.removeprefix("config: ") for line in result.stderr.splitlines()]
+    notes = [line.removeprefix("config: ") for line in result.stderr.splitlines() if line.startswith("config: ")]
     assert notes == json.loads(result.stdout)["sources"]
     assert notes[0].startswith("celeba preset applied: data is celeba (") and notes[0].endswith("/celeba.toml)")
     assert notes[1].startswith("[cpu] of celeba preset applied: device is cpu; metrics fid10k -> fid1k, ")

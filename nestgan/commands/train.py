@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from nestgan.cli import user_errors_as_exit
-from nestgan.config import load_config
+from nestgan.config import TRAINABLE, TrainConfig, load_config
 from nestgan.data.sources import DATASETS
 from nestgan.device import DEVICES, PRECISION_CHOICES
 from nestgan.networks import DISCRIMINATORS, GENERATORS
@@ -54,6 +54,11 @@ def metric_list(text: str) -> list[str]:
 @click.option("--augment", type=str, help="DiffAugment policy, e.g. color,translation,cutout; '' turns it off.")
 @click.option("--seed", type=int, help="Random seed of weights, data order, latents and augmentation.")
 @click.option("--resume", type=str, help="'latest' (newest matching run under outdir) or a checkpoint path.")
+@click.option("--finetune-from", type=str,
+              help="Start a new run from this checkpoint's weights (a snapshot, or a .safetensors export: D fresh).")
+@click.option("--trainable", type=click.Choice(TRAINABLE),
+              help="Generator parameters that train: all, or attention (qkv and output projections) [all].")
+@click.option("--freeze-d", type=int, help="FreezeD: keep the discriminator's first N blocks frozen [0].")
 @click.option("--metrics", type=str, help="Comma-separated metrics at each snapshot, e.g. fid10k,kid10k, or none.")
 @click.option("--snap", type=int, help="Snapshot (samples, checkpoint, metrics) every this many ticks.")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="fp32, bf16 autocast, or fp16 autocast (CUDA).")
@@ -61,20 +66,25 @@ def metric_list(text: str) -> list[str]:
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
 @click.option("--download/--no-download", default=None, help="Download the dataset when it is missing.")
 @click.option("--split", type=str, help="Dataset split [train].")
+@click.option("--attribute", type=str,
+              help="celeba: only images with this list_attr_celeba.txt attribute, e.g. Eyeglasses (-Eyeglasses: without).")
 @click.option("--xflip/--no-xflip", default=None, help="Random horizontal flips of the real images.")
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free, re-checked every tick].")
 @click.option("--cache-dir", type=str, help="Prepared-dataset / FID-statistics cache [$NESTGAN_CACHE or ~/.cache/nestgan].")
 @click.option("--dry-run", is_flag=True,
-              help="Print the resolved config as JSON and exit; stderr says which preset tables applied and why.")
+              help="Print the resolved config as JSON and exit; stderr says which preset tables applied and why, and "
+                   "the networks' parameters (trainable ones too).")
 @user_errors_as_exit
 def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
     """Train a GAN with a transposed-NesT (or TransGAN / conv) generator."""
     flags = flags_to_config(options)
     cfg = load_config(flags, config_file, world_size=world_from_env().world_size)
     if dry_run:
+        networks = describe_networks(cfg)  # builds them: a config they cannot be built from fails before any output
         for source in cfg.sources:  # on stderr: stdout stays one JSON document
             click.echo(f"config: {source}", err=True)
+        click.echo(f"networks: {networks}", err=True)
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     from nestgan.training import train
@@ -82,10 +92,20 @@ def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
     train(cfg)
 
 
+def describe_networks(cfg: TrainConfig) -> str:
+    """Parameters of the networks the config builds, and how many of them train."""
+    from nestgan.training.finetune import describe_parameters, trainable_parameters
+    from nestgan.training.step import build_networks
+
+    G, D = build_networks(cfg)
+    trainable_parameters(G, D, cfg)
+    return describe_parameters(G, D, cfg)
+
+
 def flags_to_config(options: dict[str, Any]) -> dict[str, Any]:
     """Given flags (None = not given) -> a config layer shaped like TrainConfig."""
     data_keys = {"data": "name", "data_dir": "data_dir", "split": "split", "xflip": "xflip",
-                 "download": "download", "cache_dir": "cache_dir"}
+                 "download": "download", "cache_dir": "cache_dir", "attribute": "attribute"}
     layer: dict[str, Any] = {}
     data: dict[str, Any] = {}
     for key, value in options.items():

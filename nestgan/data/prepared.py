@@ -35,6 +35,7 @@ from nestgan import atomic
 from nestgan.atomic import abandoned
 from nestgan.checkpoint import sha256_of
 from nestgan.data.sources import DATASETS, SPLITS, SourcePlan, read_npy_header
+from nestgan.data.subsets import data_label
 from nestgan.errors import ConfigError, DataError
 
 PREPARE_VERSION = 1  # bump when decoding or resizing changes pixels
@@ -91,7 +92,8 @@ class PreparedDataset(Dataset):
         self.resolution: int = self.meta["key"]["resolution"]
         self.num_skipped: int = self.meta["skipped"]
         pixels_sha256 = self.meta.get("pixels_sha256") or sha256_of(self.directory / "images.npy")  # older caches
-        self.pixels_id: str = f"{self.name}-{self.resolution}-px{pixels_sha256[:12]}"
+        label = data_label(self.name, self.meta["key"].get("attribute"))
+        self.pixels_id: str = f"{label}-{self.resolution}-px{pixels_sha256[:12]}"
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -172,6 +174,7 @@ def _cache_key(plan: SourcePlan, resolution: int, max_images: int | None) -> dic
         "fingerprint": plan.fingerprint,
         "max_images": max_images,
         "version": PREPARE_VERSION,
+        **({"attribute": plan.attribute} if plan.attribute else {}),  # absent otherwise: older caches keep their key
     }
 
 
@@ -253,12 +256,15 @@ def load_dataset(
     download: bool = False,
     max_images: int | None = None,
     progress: bool = True,
+    *,
+    attribute: str | None = None,
 ) -> PreparedDataset:
     """Open dataset `name` at `resolution` px, preparing its cache the first time (decoding nothing afterwards).
 
     data_dir: where the dataset lives (default <cache_dir>/datasets/<name>; unused by "shapes", required by
     "folder"). cache_dir: default $NESTGAN_CACHE or ~/.cache/nestgan. max_images: keep the first N readable
-    images. Missing, empty or unreadable data raises DataError; bad arguments raise ConfigError.
+    images. attribute: celeba only, the images with that list_attr_celeba.txt attribute ("-Name": without). Missing,
+    empty or unreadable data raises DataError; bad arguments raise ConfigError.
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
@@ -268,11 +274,14 @@ def load_dataset(
         raise ConfigError(f"resolution must be an integer >= 4 pixels, got {resolution!r}")
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
         raise ConfigError(f"max_images must be a positive integer or None, got {max_images!r}")
+    if attribute is not None and name != "celeba":
+        raise ConfigError(f"attribute picks CelebA images by attribute; dataset '{name}' has none: drop it")
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    plan = DATASETS[name](data_dir, split, resolution, download, cache_root)
+    subset = {"attribute": attribute} if attribute is not None else {}
+    plan = DATASETS[name](data_dir, split, resolution, download, cache_root, **subset)
     key = _cache_key(plan, resolution, max_images)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    identity = f"{plan.name}-{resolution}-{digest}"
+    identity = f"{data_label(plan.name, plan.attribute)}-{resolution}-{digest}"
     folder = cache_root / "prepared" / identity
     damaged = None
     if folder.exists():
@@ -309,4 +318,5 @@ def load_training_data(
         cache_dir=cache_dir or data.get("cache_dir"),
         download=download,
         max_images=data.get("max_images"),
+        attribute=data.get("attribute"),
     )

@@ -6,6 +6,7 @@ the prepared cache without decoding anything) and how to decode it into a preall
 """
 
 from __future__ import annotations
+
 import os
 import re
 import zipfile
@@ -19,6 +20,7 @@ from nestgan.data import shapes
 from nestgan.data.files import (DECODE_CHUNK, IMAGE_EXTENSIONS, Produced, Report, ZipMembers, decode_files,
                                 fill_from_arrays, fingerprint, is_image_name, list_files, list_zip_members,
                                 zip_fingerprint)
+from nestgan.data.subsets import read_partition, with_attribute
 from nestgan.errors import DataError
 
 SPLITS = ("train", "valid", "test", "all")
@@ -40,6 +42,7 @@ class SourcePlan:
     available: int  # images the source holds (before max_images and skipping)
     produce: Callable[[np.ndarray, Report], Produced]  # fills out[:k] in order, returns k and skips
     missing: int = 0  # files listed by an index file (CelebA partition) but absent on disk
+    attribute: str | None = None  # CelebA attribute subset (nestgan.data.subsets)
 
 
 def _resolve_root(data_dir: str | os.PathLike | None, cache_root: Path, name: str) -> Path:
@@ -144,27 +147,16 @@ def _find_celeba(root: Path) -> Path | None:
     return None
 
 
-def _read_partition(path: Path) -> list[tuple[str, int]]:
-    rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise DataError(f"{path} line {number} is not '<image>.jpg <0|1|2>': {line.strip()[:80]!r}")
-            rows.append((fields[0], int(fields[1])))
-    return rows
-
-
-def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path) -> SourcePlan:
+def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_root: Path, *,
+                attribute: str | None = None) -> SourcePlan:
     """CelebA aligned faces with the standard "CelebA 64" preprocessing.
 
     Layout: <root>/img_align_celeba/*.jpg and <root>/list_eval_partition.txt (or the same inside <root>/celeba/).
     Split via the partition file: train 0, valid 1, test 2, all. Partial copies work: rows whose image is
     absent are skipped and counted. Crop: a centred square whose side is 140/178 of the image width (140 px of
     the official 178x218 images, the usual CelebA-64 face crop; relative, so half-size copies crop the same
-    region), then a Lanczos resize to the resolution.
+    region), then a Lanczos resize to the resolution. attribute: keep only the images of the split whose
+    list_attr_celeba.txt column of that name is 1 ("-Name": -1).
     """
     root = _resolve_root(data_dir, cache_root, "celeba")
     found = _find_celeba(root)
@@ -181,7 +173,7 @@ def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_roo
     partition = found / "list_eval_partition.txt"
     if partition.is_file():
         code = {"train": 0, "valid": 1, "test": 2}.get(split)
-        wanted = [name for name, c in _read_partition(partition) if code is None or c == code]
+        wanted = [name for name, c in read_partition(partition) if code is None or c == code]
     elif split == "all":
         wanted = sorted(present)
     else:
@@ -189,11 +181,12 @@ def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_roo
             f"{partition} not found: it defines CelebA's train/valid/test split; get it from {CELEBA_URL} "
             f"or use split 'all'"
         )
+    wanted = with_attribute(wanted, found, attribute, url=CELEBA_URL)
     names = [name for name in wanted if name in present]
     if not names:
         raise DataError(
-            f"no CelebA images of split '{split}' in {image_dir} "
-            f"({len(wanted)} listed in {partition.name}, none present)"
+            f"no CelebA images of split '{split}'{f' with attribute {attribute}' if attribute else ''} in {image_dir} "
+            f"({len(wanted)} listed, none present)"
         )
     paths = [str(image_dir / name) for name in names]
     return SourcePlan(
@@ -205,6 +198,7 @@ def celeba_plan(data_dir, split: str, resolution: int, download: bool, cache_roo
         available=len(paths),
         produce=lambda out, report: decode_files(paths, out, resolution, CELEBA_CROP, report),
         missing=len(wanted) - len(names),
+        attribute=attribute,
     )
 
 

@@ -79,6 +79,11 @@ class ResNetDiscriminator(nn.Module):
         self.out = nn.Linear(c, 1)
         self.apply(init_lrelu_weights)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """The blocks FreezeD can freeze, input first: one per resolution, the first with from_rgb (as StyleGAN2-ADA's
+        b<resolution> blocks); the 4x4 epilogue (minibatch std, conv, fc, out) is never one."""
+        return [nn.ModuleList([self.from_rgb, self.blocks[0]]), *self.blocks[1:]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.from_rgb(x), 0.2)
         x = self.blocks(x)  # (B, C, 4, 4)
@@ -119,6 +124,12 @@ class DCGANDiscriminator(nn.Module):
             for i, layer in enumerate(self.net):
                 if isinstance(layer, nn.Conv2d):
                     self.net[i] = apply_spectral_norm(layer)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """The blocks FreezeD can freeze, input first: each strided conv with its BatchNorm and LeakyReLU, one per
+        halving of the map; the last 4x4 conv (the logit) is never one."""
+        starts = [i for i, layer in enumerate(self.net) if isinstance(layer, nn.Conv2d)][:-1]
+        return [self.net[a:b] for a, b in zip(starts, starts[1:] + [len(self.net) - 1])]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()

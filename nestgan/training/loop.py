@@ -17,8 +17,9 @@ import torch
 
 from nestgan.checkpoint import load_checkpoint
 from nestgan.config import TrainConfig
+from nestgan.data.subsets import data_label
 from nestgan.device import peak_memory_bytes, process_device, synchronize
-from nestgan.training import distributed
+from nestgan.training import distributed, finetune
 from nestgan.training.distributed import World
 from nestgan.training.guards import Recovery, StopSignals, all_finite, disk_full_ends_training, networks_tensors
 from nestgan.training.report import Tick, describe, first_step_line, format_seconds, progress_line, tensorboard_writer
@@ -51,9 +52,11 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     if ckpt is not None:
         check_resumable(cfg, ckpt, resume_path)
     s = build_state(cfg, device, world.rank)
+    started_from = finetune.start_from(cfg, s.G, s.G_ema, s.D)
     dataset, loader = open_data(cfg, world, device)
 
-    run = RunDir.create(cfg.outdir, f"{cfg.data.name}-{cfg.g}-{cfg.resolution}") if world.is_main else None
+    data = data_label(cfg.data.name, cfg.data.attribute)
+    run = RunDir.create(cfg.outdir, f"{data}-{cfg.g}-{cfg.resolution}") if world.is_main else None
     with run.tee() if run else contextlib.nullcontext(), disk_full_ends_training(cfg, run, resume_path):
         session = Session(cfg, world, device, dataset, loader, run=run,
                           log=print if world.is_main else (lambda *a, **k: None),
@@ -65,6 +68,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
             log(f"resumed from {resume_path} at {s.images_seen / 1000:g} kimg (tick {s.tick}, step {s.step})")
             if run:
                 run.carry_history(resume_path.parent, s.images_seen / 1000)
+        if started_from:
+            log(f"fine-tune  {started_from}; fresh optimisers, kimg from 0")
         distributed.broadcast_module(s.G)
         distributed.broadcast_module(s.D)
         distributed.broadcast_module(s.G_ema)

@@ -7,8 +7,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
+from nestgan.data.subsets import data_label
+from nestgan.training.finetune import describe_parameters
 from nestgan.training.rundir import RunDir
 from nestgan.training.step import TrainState
 
@@ -41,15 +42,12 @@ class Tick:
 def describe(session: Session, s: TrainState) -> None:
     """The banner: run dir, data, networks, schedule and threads."""
     cfg, world, device, micro_batch, log = session.cfg, session.world, session.device, session.micro_batch, session.log
-
-    def params(m: nn.Module) -> str:
-        return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
-
     log(f"run dir    {session.run.path if session.run else '-'}")
-    log(f"data       {cfg.data.name} ({len(session.dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
+    data = data_label(cfg.data.name, cfg.data.attribute)
+    log(f"data       {data} ({len(session.dataset)} images, {cfg.resolution} px, xflip={cfg.data.xflip})")
     for table in cfg.cpu_tables:
         log(f"recipe     the CPU recipe: {table} (--device cuda keeps the GPU values)")
-    log(f"networks   G {cfg.g} {params(s.G)} params, D {cfg.d} {params(s.D)} params")
+    log(f"networks   {describe_parameters(s.G, s.D, cfg)}")
     log(
         f"training   {cfg.kimg:g} kimg{f' or {cfg.minutes:g} minutes' if cfg.minutes else ''}, "
         f"batch {cfg.batch} = {world.world_size} device(s) x "

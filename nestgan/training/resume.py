@@ -10,6 +10,7 @@ import torch
 
 from nestgan.config import TrainConfig
 from nestgan.errors import ConfigError
+from nestgan.training import finetune
 from nestgan.training.rundir import find_latest_checkpoint
 from nestgan.training.step import TrainState
 
@@ -83,7 +84,8 @@ def resolve_resume(cfg: TrainConfig) -> Path | None:
     if cfg.resume is None:
         return None
     if cfg.resume == "latest":
-        return find_latest_checkpoint(cfg.outdir, {"data.name": cfg.data.name, "g": cfg.g, "resolution": cfg.resolution})
+        return find_latest_checkpoint(cfg.outdir, {"data.name": cfg.data.name, "data.attribute": cfg.data.attribute,
+                                                   "g": cfg.g, "resolution": cfg.resolution})
     return Path(cfg.resume)
 
 
@@ -97,6 +99,10 @@ def check_resumable(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
             )
     if old.get("data", {}).get("name") != cfg.data.name:
         raise ConfigError(f"cannot resume from {path}: it was trained on '{old.get('data', {}).get('name')}'")
+    if old.get("data", {}).get("attribute") != cfg.data.attribute:
+        raise ConfigError(f"cannot resume from {path}: its data.attribute is {old.get('data', {}).get('attribute')!r}, "
+                          f"this run's is {cfg.data.attribute!r}; pass the same --attribute")
+    finetune.check_resume(cfg, old, path)
     done = ckpt["progress"]["images_seen"]
     if done >= cfg.kimg * 1000:
         raise ConfigError(

@@ -179,8 +179,9 @@ def find_latest_checkpoint(outdir: str | os.PathLike, match: dict[str, Any]) -> 
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key, None where it is absent (a key older configs lack matches None)."""
     for part in dotted.split("."):
-        config = config.get(part, {}) if isinstance(config, dict) else {}
+        config = config.get(part) if isinstance(config, dict) else None
     return config
 
 

@@ -17,7 +17,7 @@ from nestgan.device import autocast
 from nestgan.errors import ConfigError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, build_generator
-from nestgan.training import distributed
+from nestgan.training import distributed, finetune
 from nestgan.training.ema import ema_beta, update_ema
 
 # Independent random streams, one per purpose and rank, all derived from cfg.seed.
@@ -50,9 +50,9 @@ class TrainState:
     train_seconds: float = 0.0  # wall-clock time in training steps, snapshots and metrics excluded
 
 
-def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainState:
-    """Networks, optimisers and random streams; weights are initialised from cfg.seed, equal on every rank."""
-    torch.manual_seed(cfg.seed)
+def build_networks(cfg: TrainConfig, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
+    """G and D as the config describes them, initialised from torch's current random state; a config they cannot
+    be built from is a ConfigError."""
     try:
         G = build_generator(cfg.generator).to(device)
         D = build_discriminator(cfg.d, cfg.resolution, **cfg.discriminator).to(device)
@@ -60,6 +60,14 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         raise ConfigError(f"cannot build the networks from the config: {e}") from None
     if G.resolution != cfg.resolution:
         raise ConfigError(f"the generator makes {G.resolution} px images but resolution = {cfg.resolution}")
+    return G, D
+
+
+def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainState:
+    """Networks, optimisers and random streams; weights are initialised from cfg.seed, equal on every rank."""
+    torch.manual_seed(cfg.seed)
+    G, D = build_networks(cfg, device)
+    params_G, params_D = finetune.trainable_parameters(G, D, cfg)  # the optimisers hold only these
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     torch.manual_seed(stream_seed(cfg.seed, rank, TORCH_STREAM))
     betas = (cfg.beta1, cfg.beta2)
@@ -69,8 +77,8 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
         G=G,
         D=D,
         G_ema=G_ema,
-        opt_G=adam(G, cfg.lr_g, betas, device),
-        opt_D=adam(D, cfg.lr_d, betas, device),
+        opt_G=adam(params_G, cfg.lr_g, betas, device),
+        opt_D=adam(params_D, cfg.lr_d, betas, device),
         scaler_G=torch.amp.GradScaler(device.type, enabled=fp16),
         scaler_D=torch.amp.GradScaler(device.type, enabled=fp16),
         augment=DiffAugment(cfg.augment, seed=stream_seed(cfg.seed, rank, AUGMENT_STREAM)),
@@ -81,9 +89,9 @@ def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainS
     )
 
 
-def adam(module: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters) where torch has it for the device."""
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
 
 
 def sample_z(s: TrainState, n: int, device: torch.device) -> torch.Tensor:
@@ -109,8 +117,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         stats[name] = stats.get(name, 0) + value.detach().float() / accum
 
     # D step: push real logits up and fake logits down; every 16th step also R1 on the (augmented) reals.
-    s.G.requires_grad_(cfg.shared_fakes)  # the shared fakes keep their graph for the G step
-    s.D.requires_grad_(True)
+    finetune.set_requires_grad(s.opt_G, cfg.shared_fakes)  # the shared fakes keep their graph for the G step
+    finetune.set_requires_grad(s.opt_D, True)
     s.opt_D.zero_grad(set_to_none=True)
     D_forward = s.D if do_r1 else s.D_forward  # double backward (R1) does not run through torch.compile
     fakes = []
@@ -141,8 +149,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         s.scaler_D.update()
 
     # G step: make D call the (augmented) fakes real.
-    s.G.requires_grad_(True)
-    s.D.requires_grad_(False)
+    finetune.set_requires_grad(s.opt_G, True)
+    finetune.set_requires_grad(s.opt_D, False)
     s.opt_G.zero_grad(set_to_none=True)
     if not cfg.shared_fakes:
         fakes = []
@@ -163,7 +171,7 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         distributed.average_gradients(s.G)
         s.scaler_G.step(s.opt_G)
         s.scaler_G.update()
-    s.D.requires_grad_(True)
+    finetune.set_requires_grad(s.opt_D, True)
 
     s.images_seen += cfg.batch
     s.step += 1

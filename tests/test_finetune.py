@@ -1,0 +1,317 @@
+"""Fine-tuning: --finetune-from, --trainable attention, --freeze-d (FreezeD), resume of a fine-tune run, and the
+CelebA attribute subset (--attribute) a transfer usually targets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+from PIL import Image
+
+from nestgan.checkpoint import export_generator, load_checkpoint, load_generator
+from nestgan.commands import train as train_gan
+from nestgan.data import load_dataset
+from nestgan.data.sources import celeba_plan
+from nestgan.errors import ConfigError
+from nestgan.networks import build_discriminator
+
+REPO = Path(__file__).resolve().parent.parent
+
+# 16 px, two steps per tick; R1 every 3rd step, so frozen D blocks see the R1 backward too.
+TINY_TOML = """
+resolution = 16
+batch = 16
+tick_kimg = 0.032
+snap = 2
+precision = "fp32"
+augment = "color,translation"
+r1_interval = 3
+[data]
+max_images = 256
+[generator]
+arch = "nest"
+z_dim = 16
+init_size = 4
+block_size = 4
+widths = [32, 16, 16]
+depths = [1, 1, 1]
+heads = [2, 1, 1]
+[discriminator]
+channel_base = 128
+channel_max = 16
+"""
+FROZEN_D = ("from_rgb.", "blocks.0.")  # --freeze-d 1 of the resnet D: its first block, from_rgb included
+
+
+@pytest.fixture(scope="module")
+def tiny_flags(tmp_path_factory) -> list[str]:
+    """Flags of a tiny run: its config file, a cache shared by the module's runs, no metrics, one thread."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "tiny.toml").write_text(TINY_TOML)
+    return ["--config", str(root / "tiny.toml"), "--cache-dir", str(root / "cache"), "--metrics", "none",
+            "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_flags, tmp_path_factory):
+    """(config file, common flags, a source snapshot after 4 steps of training)."""
+    outdir = tmp_path_factory.mktemp("source")
+    result = run_cli(*tiny_flags, "--outdir", str(outdir), "--kimg", "0.064")
+    assert result.exit_code == 0, result.output
+    (source,) = outdir.glob("*/network-snapshot-*.pt")
+    return Path(tiny_flags[1]), tiny_flags, source
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(train_gan.main, list(args))
+
+
+def last_snapshot(outdir: Path) -> dict:
+    run = sorted(outdir.iterdir())[-1]
+    return load_checkpoint(sorted(run.glob("network-snapshot-*.pt"))[-1])
+
+
+def test_attention_only_and_freeze_d_train_only_what_they_say(tiny, tmp_path):
+    config, common, source = tiny
+    result = run_cli(*common, "--outdir", str(tmp_path), "--kimg", "0.064", "--finetune-from", str(source),
+                     "--trainable", "attention", "--freeze-d", "1")
+    assert result.exit_code == 0, result.output
+    start, end = load_checkpoint(source), last_snapshot(tmp_path)
+    assert end["progress"]["images_seen"] == 64 and end["progress"]["step"] == 4  # a new run: counted from 0
+
+    for name, before in start["G_ema"].items():  # G and G_ema both start from the source's G_ema
+        if "attn" in name:
+            assert not torch.equal(end["G"][name], before), name
+        else:
+            assert torch.equal(end["G"][name], before), name
+            assert torch.equal(end["G_ema"][name], before), name
+    for name, before in start["D"].items():
+        assert torch.equal(end["D"][name], before) == name.startswith(FROZEN_D), name
+
+    # Optimiser state exists for the trainable parameters only, in their order.
+    attn_shapes = [t.shape for name, t in start["G_ema"].items() if "attn" in name]
+    assert [s["exp_avg"].shape for _, s in sorted(end["opt_G"]["state"].items())] == attn_shapes
+    d_shapes = [t.shape for name, t in start["D"].items() if not name.startswith(FROZEN_D)]
+    assert [s["exp_avg"].shape for _, s in sorted(end["opt_D"]["state"].items())] == d_shapes
+
+    log = (sorted(tmp_path.iterdir())[-1] / "log.txt").read_text()
+    assert f"fine-tune  from {source}: G and G_ema from its G_ema, D from its D; fresh optimisers" in log
+    trainable = sum(t.numel() for name, t in start["G_ema"].items() if "attn" in name)
+    assert f"M params, {trainable / 1e6:.2f}M trainable, D resnet" in log
+
+
+def test_resuming_an_attention_finetune_continues_exactly(tiny, tmp_path):
+    config, common, source = tiny
+    finetune = ["--finetune-from", str(source), "--trainable", "attention", "--freeze-d", "1"]
+    whole = run_cli(*common, *finetune, "--outdir", str(tmp_path / "whole"), "--kimg", "0.128")
+    assert whole.exit_code == 0, whole.output
+    half = run_cli(*common, *finetune, "--outdir", str(tmp_path / "halves"), "--kimg", "0.064")
+    assert half.exit_code == 0, half.output
+
+    forgot = run_cli(*common, "--outdir", str(tmp_path / "halves"), "--kimg", "0.128", "--resume", "latest")
+    assert forgot.exit_code == 2 and "it trained with --trainable attention --freeze-d 1" in forgot.output
+    both = run_cli(*common, *finetune, "--outdir", str(tmp_path / "halves"), "--kimg", "0.128", "--resume", "latest")
+    assert both.exit_code == 2 and "drop --finetune-from to continue a fine-tune run" in both.output
+    assert both.output.count("\n") == 1
+
+    resumed = run_cli(*common, "--trainable", "attention", "--freeze-d", "1", "--outdir", str(tmp_path / "halves"),
+                      "--kimg", "0.128", "--resume", "latest")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = last_snapshot(tmp_path / "whole"), last_snapshot(tmp_path / "halves")
+    assert a["progress"]["images_seen"] == b["progress"]["images_seen"] == 128
+    for key in ("G", "G_ema", "D"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
+    for key in ("opt_G", "opt_D"):
+        for index, state in a[key]["state"].items():
+            assert torch.equal(state["exp_avg_sq"], b[key]["state"][index]["exp_avg_sq"]), f"{key} {index}"
+
+
+def test_finetune_from_a_generator_export_starts_d_fresh(tiny, tmp_path):
+    config, common, source = tiny
+    G, cfg, progress = load_generator(source)
+    export = tmp_path / "G.safetensors"
+    export_generator(export, G, cfg, progress)
+    frozen_d = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(export), "--freeze-d", "1")
+    assert frozen_d.exit_code == 2 and "holds no D (a generator export)" in frozen_d.output
+
+    result = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--kimg", "0.032", "--finetune-from", str(export),
+                     "--trainable", "attention")
+    assert result.exit_code == 0, result.output
+    assert "G and G_ema from its G_ema; D from scratch (the file holds no D)" in result.output
+    end = last_snapshot(tmp_path / "runs")
+    for name, before in G.state_dict().items():
+        assert torch.equal(end["G"][name], before) != ("attn" in name), name
+
+
+def test_a_mismatched_checkpoint_is_one_line_naming_the_difference(tiny, tmp_path):
+    config, common, source = tiny
+    wider = tmp_path / "wider.toml"
+    wider.write_text(TINY_TOML.replace("widths = [32, 16, 16]", "widths = [64, 16, 16]"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train_gan.py"), *common, "--config", str(wider), "--finetune-from", str(source),
+         "--outdir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: cannot fine-tune from ") and proc.stderr.count("\n") == 1
+    assert "its generator differs (widths [32, 16, 16] there, [64, 16, 16] here)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+    other_d = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(source), "--d", "dcgan")
+    assert other_d.exit_code == 2 and "its d differs ('resnet' there, 'dcgan' here)" in other_d.output
+    bigger = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(source), "--resolution", "32",
+                     "--g", "conv")
+    assert bigger.exit_code == 2 and "it makes 16 px images, this run 32 px" in bigger.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--finetune-from", "x.pt", "--resume", "latest"], "--finetune-from starts a new run"),
+        (["--trainable", "attention"], "add --finetune-from CKPT"),
+        (["--freeze-d", "1"], "add --finetune-from CKPT"),
+        (["--finetune-from", "x.pt", "--freeze-d", "-1"], "freeze_d must be >= 0"),
+        (["--finetune-from", "x.pt", "--trainable", "attention", "--g", "conv"], "has no attention parameters"),
+        (["--finetune-from", "x.pt", "--freeze-d", "4"], "has only 3 blocks; use --freeze-d 0 to 3"),
+        (["--attribute", "Eyeglasses"], "data 'shapes' has none"),
+    ],
+)
+def test_impossible_flags_are_one_line_errors(args, needle):
+    result = run_cli("--dry-run", *args)
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def test_dry_run_counts_trainable_parameters():
+    result = run_cli("--dry-run", "--data", "celeba", "--device", "cpu", "--finetune-from", "x.pt",
+                     "--trainable", "attention", "--freeze-d", "2")
+    assert result.exit_code == 0, result.output
+    assert "networks: G nest 6.52M params, 0.61M trainable, D dcgan 2.76M params, 2.63M trainable" in result.stderr
+    assert "networks: G nest 1.13M params, 1.13M trainable" in run_cli("--dry-run").stderr
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_freeze_d_blocks_are_one_per_halving_input_first(arch):
+    D = build_discriminator(arch, 64, **({"norm": "batch"} if arch == "dcgan" else {}))
+    blocks = D.input_blocks()
+    assert len(blocks) == 4  # 64 -> 32 -> 16 -> 8 -> 4
+    covered = {id(p) for block in blocks for p in block.parameters()}
+    first = {id(p) for p in blocks[0].parameters()}
+    input_conv = D.from_rgb if arch == "resnet" else D.net[0]
+    assert {id(p) for p in input_conv.parameters()} <= first
+    head = D.out if arch == "resnet" else D.net[-1]
+    assert not {id(p) for p in head.parameters()} & covered  # the logit layer always trains
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, result_file: str) -> None:
+    import os
+
+    from nestgan.config import TrainConfig
+    from nestgan.training import distributed
+    from nestgan.training.step import build_state, training_step
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    generator = {"arch": "nest", "z_dim": 16, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
+                 "depths": [1, 1, 1], "heads": [2, 1, 1]}
+    cfg = TrainConfig.from_sources({}, {}, {
+        "resolution": 16, "generator": generator, "discriminator": {"channel_base": 128, "channel_max": 16},
+        "batch": 16, "precision": "fp32", "r1_interval": 2, "finetune_from": "unused.pt", "trainable": "attention",
+        "freeze_d": 1}, world_size=2)
+    distributed.init(distributed.world_from_env(), "cpu", timeout_s=60)
+    try:
+        s = build_state(cfg, torch.device("cpu"), rank)
+        before = {name: t.clone() for name, t in (*s.G.named_parameters(), *s.D.named_parameters())}
+        data = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(rank)) * 2 - 1
+        for _ in range(2):
+            training_step(s, data, cfg, micro_batch=8)
+        frozen = [name for name, p in (*s.G.named_parameters(), *s.D.named_parameters()) if not p.requires_grad]
+        after = dict((*s.G.named_parameters(), *s.D.named_parameters()))
+        unchanged = all(torch.equal(before[n], after[n]) and after[n].grad is None for n in frozen)
+        if rank == 0:
+            Path(result_file).write_text(f"{len(frozen) > 0} {unchanged}")
+    finally:
+        distributed.shutdown()
+
+
+def test_two_ranks_average_only_the_trainable_gradients(tmp_path):
+    result = tmp_path / "result.txt"
+    mp.spawn(_ddp_worker, args=(free_port(), str(result)), nprocs=2, join=True)
+    assert result.read_text() == "True True"
+
+
+# ----------------------------------------------------------------------------------- CelebA attribute subset
+
+
+def fake_celeba(root: Path) -> Path:
+    """Six 24x20 solid-colour images (image k has red = 40 k); 1-4 train, 5-6 valid; Eyeglasses on 2, 3 and 5."""
+    (root / "img_align_celeba").mkdir(parents=True)
+    for k in range(1, 7):
+        Image.new("RGB", (20, 24), (40 * k, 0, 0)).save(root / "img_align_celeba" / f"{k:06d}.jpg", quality=100)
+    (root / "list_eval_partition.txt").write_text("".join(f"{k:06d}.jpg {0 if k <= 4 else 1}\n" for k in range(1, 7)))
+    glasses = {2, 3, 5}
+    rows = "".join(f"{k:06d}.jpg -1 {' 1' if k in glasses else '-1'}  1\n" for k in range(1, 7))
+    (root / "list_attr_celeba.txt").write_text(f"6\nBald Eyeglasses Smiling\n{rows}")
+    return root
+
+
+def reds(dataset) -> list[int]:
+    return sorted(int(round(float(np.asarray(dataset.images[i][0]).mean()) / 40)) for i in range(len(dataset)))
+
+
+def test_attribute_keeps_the_images_with_it_in_the_split_and_names_the_subset(tmp_path):
+    data = fake_celeba(tmp_path / "celeba")
+    cache = tmp_path / "cache"
+    everything = load_dataset("celeba", 8, data_dir=data, cache_dir=cache, progress=False)
+    glasses = load_dataset("celeba", 8, data_dir=data, cache_dir=cache, attribute="Eyeglasses", progress=False)
+    without = load_dataset("celeba", 8, data_dir=data, cache_dir=cache, attribute="-Eyeglasses", progress=False)
+    assert (reds(everything), reds(glasses), reds(without)) == ([1, 2, 3, 4], [2, 3], [1, 4])
+    assert reds(load_dataset("celeba", 8, data_dir=data, split="valid", cache_dir=cache, attribute="Eyeglasses",
+                             progress=False)) == [5]
+    # Every key of the subset names it: prepared cache, FID reference (pixels_id), run directory.
+    assert everything.pixels_id.startswith("celeba-8-px") and glasses.pixels_id.startswith("celeba-Eyeglasses-8-px")
+    assert without.pixels_id.startswith("celeba-not-Eyeglasses-8-px")
+    assert glasses.directory.name.startswith("celeba-Eyeglasses-8-") and glasses.directory != everything.directory
+
+    with pytest.raises(ConfigError, match=r"unknown CelebA attribute 'Eyeglass': .* e\.g\. Eyeglasses"):
+        load_dataset("celeba", 8, data_dir=data, cache_dir=cache, attribute="Eyeglass")
+    with pytest.raises(ConfigError, match="dataset 'shapes' has none"):
+        load_dataset("shapes", 8, cache_dir=cache, attribute="Eyeglasses")
+
+
+def test_training_on_an_attribute_subset_names_it(tiny_flags, tmp_path):
+    data = fake_celeba(tmp_path / "celeba")
+    args = [*tiny_flags, "--data", "celeba", "--data-dir", str(data), "--outdir", str(tmp_path / "runs"), "--kimg", "0.016"]
+    bad = run_cli(*args, "--attribute", "Glasses")
+    assert bad.exit_code == 2 and "unknown CelebA attribute 'Glasses'" in bad.output and bad.output.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    result = run_cli(*args, "--attribute", "Eyeglasses")
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name == "00000-celeba-Eyeglasses-nest-16"
+    assert json.loads((run / "config.json").read_text())["data"]["attribute"] == "Eyeglasses"
+    assert "data       celeba-Eyeglasses (2 images" in (run / "log.txt").read_text()
+
+
+def test_eyeglasses_subset_of_the_shared_celeba_sample(shared_data, tmp_path):
+    """The count docs/usage.md gives: the shared sample's train split holds 674 images with Eyeglasses."""
+    plan = celeba_plan(shared_data / "celeba", "train", 64, False, tmp_path, attribute="Eyeglasses")
+    assert plan.available == 674 and plan.attribute == "Eyeglasses"
