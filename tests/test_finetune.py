@@ -21,7 +21,7 @@ from nestgan.commands import train as train_gan
 from nestgan.data import load_dataset
 from nestgan.data.sources import celeba_plan
 from nestgan.errors import ConfigError
-from nestgan.networks import build_discriminator
+from nestgan.networks import build_discriminator, discriminator_preset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,6 +49,12 @@ channel_base = 128
 channel_max = 16
 """
 FROZEN_D = ("from_rgb.", "blocks.0.")  # --freeze-d 1 of the resnet D: its first block, from_rgb included
+# The same run with a two-level NesT discriminator (8x8 then 4x4 tokens of 2x2-pixel patches).
+NEST_D_TOML = TINY_TOML.replace('precision = "fp32"\n', 'precision = "fp32"\nd = "nest"\n').replace(
+    "[discriminator]\nchannel_base = 128\nchannel_max = 16\n",
+    '[discriminator]\npreset = "nest-d-32"\npatch_size = 2\nblock_size = 2\nwidths = [16, 16]\ndepths = [1, 1]\n'
+    "heads = [1, 1]\n",
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +190,8 @@ def test_a_mismatched_checkpoint_is_one_line_naming_the_difference(tiny, tmp_pat
         (["--finetune-from", "x.pt", "--freeze-d", "-1"], "freeze_d must be >= 0"),
         (["--finetune-from", "x.pt", "--trainable", "attention", "--g", "conv"], "has no attention parameters"),
         (["--finetune-from", "x.pt", "--freeze-d", "4"], "has only 3 blocks; use --freeze-d 0 to 3"),
+        (["--finetune-from", "x.pt", "--d", "nest", "--freeze-d", "4"],
+         "the nest discriminator at 32 px has only 3 blocks; use --freeze-d 0 to 3"),
         (["--attribute", "Eyeglasses"], "data 'shapes' has none"),
     ],
 )
@@ -212,6 +220,44 @@ def test_freeze_d_blocks_are_one_per_halving_input_first(arch):
     assert {id(p) for p in input_conv.parameters()} <= first
     head = D.out if arch == "resnet" else D.net[-1]
     assert not {id(p) for p in head.parameters()} & covered  # the logit layer always trains
+
+
+def test_freeze_d_blocks_of_the_nest_discriminator_are_its_levels():
+    preset = {k: v for k, v in discriminator_preset("nest-d-64").items() if k != "arch"}
+    D = build_discriminator("nest", 64, **preset)
+    blocks = D.input_blocks()
+    assert len(blocks) == len(D.levels) == 3  # 16x16, 8x8 and 4x4 token maps
+
+    def ids(*modules) -> set[int]:
+        return {id(p) for m in modules for p in m.parameters()}
+
+    assert ids(blocks[0]) == ids(D.patch_embed, D.levels[0])
+    for i in (1, 2):  # each later level with the aggregation that halves the map into it
+        assert ids(blocks[i]) == ids(D.aggregations[i - 1], D.levels[i])
+    epilogue = ids(D.norm, D.fc, D.out)
+    assert not epilogue & ids(*blocks) and epilogue | ids(*blocks) == ids(D)
+
+
+def test_freeze_d_with_the_nest_discriminator_keeps_its_first_level(tiny_flags, tmp_path):
+    config = tmp_path / "nest-d.toml"
+    config.write_text(NEST_D_TOML)
+    common = ["--config", str(config), *tiny_flags[2:], "--kimg", "0.032"]
+    source = run_cli(*common, "--outdir", str(tmp_path / "source"))
+    assert source.exit_code == 0, source.output
+    (source_path,) = (tmp_path / "source").glob("*/network-snapshot-*.pt")
+    too_many = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(source_path),
+                       "--freeze-d", "3")
+    assert too_many.exit_code == 2 and "the nest discriminator at 16 px has only 2 blocks" in too_many.output
+
+    result = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(source_path),
+                     "--freeze-d", "1")
+    assert result.exit_code == 0, result.output
+    start, end = load_checkpoint(source_path)["D"], last_snapshot(tmp_path / "runs")
+    frozen = [name for name in start if name.startswith(("patch_embed.", "levels.0."))]
+    assert frozen and all(torch.equal(end["D"][name], start[name]) for name in frozen)
+    for name in ("aggregations.0.conv.weight", "levels.1.pos_embed", "out.weight"):  # the rest trains
+        assert not torch.equal(end["D"][name], start[name]), name
+    assert len(end["opt_D"]["state"]) == len(start) - len(frozen)  # no optimiser state for the frozen level
 
 
 def free_port() -> int:

@@ -85,6 +85,13 @@ class NesTDiscriminator(nn.Module):
         for level in self.levels:
             nn.init.trunc_normal_(level.pos_embed, std=0.02)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """The blocks FreezeD can freeze, input first: one per level (one per token-map resolution), the first with
+        the patch embedding, each later one with the aggregation that makes its map (as timm's NestLevel owns its
+        ConvPool); the epilogue (LayerNorm, minibatch std, fc, out) is never one."""
+        later = (nn.ModuleList([aggregation, level]) for aggregation, level in zip(self.aggregations, self.levels[1:]))
+        return [nn.ModuleList([self.patch_embed, self.levels[0]]), *later]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # contiguous: blockify views the map, and an NCHW-contiguous image gives a conv output whose permute is not
         x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, R/p, R/p, C0)
