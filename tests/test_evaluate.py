@@ -131,3 +131,25 @@ def test_evaluate_without_metrics_on_a_cpu_runs_the_presets_cpu_choice_and_says_
     assert result.stderr.startswith("metrics: fid1k (the [cpu] choice of the celeba preset on a CPU, instead of "
                                     "fid50k_full, which would take hours; choose others with --metrics)\n")
     assert result.stdout.startswith("fid1k 12.5000") and (run_dir / "run" / "metric-fid1k.jsonl").is_file()
+
+
+def test_evaluate_attribute_scores_against_a_celeba_subset(run_dir, monkeypatch):
+    """--attribute picks the real images by a list_attr_celeba.txt attribute (a source model scored against the
+    subset it will be fine-tuned on); '' goes back to the whole set of a checkpoint trained on a subset."""
+    seen = []
+
+    def fake_evaluate(generator, dataset, names, device, **kwargs):
+        seen.append(dataset.pixels_id)
+        return MetricsReport(values={"fid1k": 1.0}, specs=[parse_metric_name("fid1k")], num_reals={"fid1k": 12},
+                             reference=dataset.pixels_id, extractor="inception-v3-compat", weights_sha256="-",
+                             weights_source="test", internal_dtype="float32", seed=0, device="cpu", wall_s=1.0)
+
+    monkeypatch.setattr(evaluate, "evaluate_metrics", fake_evaluate)
+    ckpt, cache = run_dir / "run" / "network-snapshot-000001.pt", run_dir / "cache"
+    for attribute in ("Eyeglasses", ""):
+        result = evaluate_cli("--ckpt", str(ckpt), "--metrics", "fid1k", "--cache-dir", str(cache),
+                              "--attribute", attribute)
+        assert result.exit_code == 0, (result.output, result.exception)
+    assert seen[0].startswith("celeba-Eyeglasses-16-") and seen[1].startswith("celeba-16-")
+    bad = evaluate_cli("--ckpt", str(ckpt), "--metrics", "fid1k", "--cache-dir", str(cache), "--attribute", "Glasses")
+    assert bad.exit_code == 2 and "unknown CelebA attribute 'Glasses'" in bad.stderr

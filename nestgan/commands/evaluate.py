@@ -70,6 +70,8 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--data", type=click.Choice(list(DATASETS)), help="Real images [the checkpoint's training data].")
 @click.option("--data-dir", type=str, help="Where --data lives [the checkpoint's, for its own dataset].")
 @click.option("--split", type=click.Choice(list(SPLITS)), help="Split of the real images [the checkpoint's].")
+@click.option("--attribute", type=str, help="celeba: real images with this list_attr_celeba.txt attribute (-Name: "
+                                         "without; '' the whole set) [the checkpoint's].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch", type=int, default=64, show_default=True, help="Images per Inception / generator call.")
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
@@ -88,6 +90,7 @@ def main(
     data: str | None,
     data_dir: str | None,
     split: str | None,
+    attribute: str | None,
     device: str,
     batch: int,
     inception_weights: str | None,
@@ -114,6 +117,8 @@ def main(
         source = {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
     else:
         source = {"name": data, "data_dir": data_dir, "split": split or "train", "cache_dir": trained_on.get("cache_dir")}
+    if attribute is not None:  # e.g. a source model scored against the subset it will be fine-tuned on
+        source["attribute"] = attribute or None
     if not specs:
         names, why = default_metrics(torch_device.type, source["name"])
         specs = [parse_metric_name(name) for name in names]
