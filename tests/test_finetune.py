@@ -22,32 +22,13 @@ from nestgan.data import load_dataset
 from nestgan.data.sources import celeba_plan
 from nestgan.errors import ConfigError
 from nestgan.networks import build_discriminator, discriminator_preset
+from test_train_cli import TINY_TOML as TRAIN_CLI_TINY_TOML  # noqa: E402  (pytest puts tests/ on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 
-# 16 px, two steps per tick; R1 every 3rd step, so frozen D blocks see the R1 backward too.
-TINY_TOML = """
-resolution = 16
-batch = 16
-tick_kimg = 0.032
-snap = 2
-precision = "fp32"
-augment = "color,translation"
-r1_interval = 3
-[data]
-max_images = 256
-[generator]
-arch = "nest"
-z_dim = 16
-init_size = 4
-block_size = 4
-widths = [32, 16, 16]
-depths = [1, 1, 1]
-heads = [2, 1, 1]
-[discriminator]
-channel_base = 128
-channel_max = 16
-"""
+# test_train_cli's tiny run (16 px, two steps per tick) with R1 every 3rd step, so frozen D blocks see the R1 backward too.
+TINY_TOML = TRAIN_CLI_TINY_TOML.replace('augment = "color,translation"\n', 'augment = "color,translation"\nr1_interval = 3\n')
+assert "r1_interval = 3" in TINY_TOML
 FROZEN_D = ("from_rgb.", "blocks.0.")  # --freeze-d 1 of the resnet D: its first block, from_rgb included
 # The same run with a two-level NesT discriminator (8x8 then 4x4 tokens of 2x2-pixel patches).
 NEST_D_TOML = TINY_TOML.replace('precision = "fp32"\n', 'precision = "fp32"\nd = "nest"\n').replace(
