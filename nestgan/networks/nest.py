@@ -114,6 +114,16 @@ class OutConv(nn.Module):
         return x + self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, C)
 
 
+def check_levels(what: str, widths: Sequence[int], depths: Sequence[int], heads: Sequence[int]) -> None:
+    """One ConfigError line unless every level has a width, a depth and a head count that divides its width."""
+    if not (len(widths) == len(depths) == len(heads)) or not widths:
+        raise ConfigError(f"{what}: widths, depths and heads need the same non-zero length "
+                          f"(got {len(widths)}, {len(depths)}, {len(heads)})")
+    for w, h in zip(widths, heads):
+        if w % h:
+            raise ConfigError(f"{what}: width {w} is not divisible by its {h} heads")
+
+
 class NesTGenerator(nn.Module):
     """Transposed NesT generator: z (B, z_dim) -> image (B, 3, R, R) in [-1, 1].
 
@@ -137,16 +147,11 @@ class NesTGenerator(nn.Module):
         resolution: int | None = None,
     ) -> None:
         super().__init__()
+        check_levels("nest generator", widths, depths, heads)
         levels = len(widths)
-        if not (levels == len(depths) == len(heads)) or levels == 0:
-            raise ConfigError(f"nest generator: widths, depths and heads need the same non-zero length "
-                              f"(got {len(widths)}, {len(depths)}, {len(heads)})")
         if init_size % block_size:
             raise ConfigError(f"nest generator: block_size {block_size} does not divide the initial "
                               f"{init_size}x{init_size} map; pick a divisor of init_size")
-        for w, h in zip(widths, heads):
-            if w % h:
-                raise ConfigError(f"nest generator: width {w} is not divisible by its {h} heads")
         if deaggregation not in DEAGGREGATIONS:
             raise ConfigError(f"nest generator: unknown deaggregation '{deaggregation}' "
                               f"(choose from {', '.join(DEAGGREGATIONS)})")

@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nestgan.errors import ConfigError
 from nestgan.networks.discriminators import MinibatchStd
-from nestgan.networks.nest import NesTLevel
+from nestgan.networks.nest import NesTLevel, check_levels
 from nestgan.networks.transformer import init_vit_weights
 
 
@@ -54,13 +54,8 @@ class NesTDiscriminator(nn.Module):
         mbstd_group: int = 4,
     ) -> None:
         super().__init__()
+        check_levels("nest discriminator", widths, depths, heads)
         levels = len(widths)
-        if not (levels == len(depths) == len(heads)) or levels == 0:
-            raise ConfigError(f"nest discriminator: widths, depths and heads need the same non-zero length "
-                              f"(got {len(widths)}, {len(depths)}, {len(heads)})")
-        for w, h in zip(widths, heads):
-            if w % h:
-                raise ConfigError(f"nest discriminator: width {w} is not divisible by its {h} heads")
         tokens = resolution // patch_size
         last = tokens >> (levels - 1)  # side of the last level's map
         if resolution % patch_size or tokens % 2 ** (levels - 1) or last % block_size:
