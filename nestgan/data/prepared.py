@@ -34,7 +34,8 @@ from torch.utils.data import Dataset
 from nestgan import atomic
 from nestgan.atomic import abandoned
 from nestgan.checkpoint import sha256_of
-from nestgan.data.sources import DATASETS, SPLITS, SourcePlan, read_npy_header
+from nestgan.data.npz import read_npy_header
+from nestgan.data.sources import DATASETS, SPLITS, SourcePlan
 from nestgan.data.subsets import data_label
 from nestgan.errors import ConfigError, DataError
 
@@ -251,12 +252,12 @@ def load_dataset(
     name: str,
     resolution: int,
     data_dir: str | os.PathLike | None = None,
+    *,
     split: str = "train",
     cache_dir: str | os.PathLike | None = None,
     download: bool = False,
     max_images: int | None = None,
     progress: bool = True,
-    *,
     attribute: str | None = None,
 ) -> PreparedDataset:
     """Open dataset `name` at `resolution` px, preparing its cache the first time (decoding nothing afterwards).

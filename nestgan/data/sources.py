@@ -20,6 +20,7 @@ from nestgan.data import shapes
 from nestgan.data.files import (DECODE_CHUNK, IMAGE_EXTENSIONS, Produced, Report, ZipMembers, decode_files,
                                 fill_from_arrays, fingerprint, is_image_name, list_files, list_zip_members,
                                 zip_fingerprint)
+from nestgan.data.npz import npz_data_header, stream_npz_rows
 from nestgan.data.subsets import read_partition, with_attribute
 from nestgan.errors import DataError
 
@@ -265,45 +266,6 @@ def cifar10_plan(data_dir, split: str, resolution: int, download: bool, cache_ro
 # -------------------------------------------------------------------------- Downsampled ImageNet (npz batches)
 
 
-def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) of the .npy stream f, leaving f at the first byte of data."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
-
-
-def _npz_data_header(path: Path) -> tuple[int, int]:
-    """(rows, side) of the 'data' array in an official Downsampled-ImageNet npz, read from its header only."""
-    expected = "a uint8 array 'data' of shape (N, 3*S*S) in CHW order (Downsampled ImageNet format)"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if "data.npy" not in archive.namelist():
-                keys = ", ".join(n.removesuffix(".npy") for n in archive.namelist()) or "none"
-                raise DataError(f"{path} has no array 'data' (keys: {keys}); expected {expected}")
-            with archive.open("data.npy") as f:
-                shape, fortran_order, dtype = read_npy_header(f)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise DataError(f"{path} is not a readable npz file ({e}); expected {expected}") from None
-    side = int(round((shape[1] / 3) ** 0.5)) if len(shape) == 2 else 0
-    if dtype != np.uint8 or fortran_order or len(shape) != 2 or 3 * side * side != shape[1] or side == 0:
-        raise DataError(f"{path}: 'data' is {dtype} {shape}; expected {expected}")
-    return shape[0], side
-
-
-def _stream_npz_rows(path: Path, rows: int, side: int, chunk: int) -> Iterable[np.ndarray]:
-    """Yield the 'data' rows of an npz as (k, 3, S, S) chunks without loading the whole array."""
-    with zipfile.ZipFile(path) as archive, archive.open("data.npy") as f:
-        read_npy_header(f)
-        row_bytes = 3 * side * side
-        for start in range(0, rows, chunk):
-            k = min(chunk, rows - start)
-            buffer = f.read(k * row_bytes)
-            if len(buffer) != k * row_bytes:
-                raise DataError(f"{path} is truncated: 'data' ends after {start + len(buffer) // row_bytes} rows")
-            yield np.frombuffer(buffer, dtype=np.uint8).reshape(k, 3, side, side)
-
-
 def _batch_number(path: Path) -> int:
     digits = re.findall(r"\d+", path.name)
     return int(digits[-1]) if digits else 0
@@ -318,11 +280,11 @@ def _npz_plan(root: Path, files: list[Path], split: str, resolution: int) -> Sou
             if not files:
                 wanted = "train_data_batch_*.npz" if split == "train" else "val_data.npz"
                 raise DataError(f"no {wanted} in {root} for split '{split}'")
-    headers = [_npz_data_header(f) for f in files]
+    headers = [npz_data_header(f) for f in files]
 
     def chunks() -> Iterable[np.ndarray]:
         for path, (rows, side) in zip(files, headers):
-            yield from _stream_npz_rows(path, rows, side, DECODE_CHUNK)
+            yield from stream_npz_rows(path, rows, side, DECODE_CHUNK)
 
     return SourcePlan(
         name="imagenet64",
