@@ -100,6 +100,7 @@ def compute_metrics(
     images: torch.Tensor | str | os.PathLike | nn.Module,
     metrics: Sequence[str] | str,
     data: str,
+    *,
     data_dir: str | os.PathLike | None = None,
     split: str = "train",
     max_images: int | None = None,

@@ -1,12 +1,12 @@
 """Evaluation: FID/KID/IS named like StyleGAN's and Inception precision/recall (pr_inception10k) through
 torch-fidelity, with cached reference statistics and Inception weights that work offline.
 
-    results = compute_metrics(G_ema, load_dataset("celeba", 64), ["fid10k", "kid10k"], "cpu")
-    # {"fid10k": 12.3, "kid10k_mean": 0.011, "kid10k_std": 0.001}
+    report = evaluate_metrics(G_ema, load_dataset("celeba", 64), ["fid10k", "kid10k"], "cpu")
+    report.values  # {"fid10k": 12.3, "kid10k_mean": 0.011, "kid10k_std": 0.001}; the report also has provenance
 """
 
 from nestgan.images import quantize_images
-from nestgan.metrics.fidelity import compute_metrics, evaluate_metrics
+from nestgan.metrics.fidelity import evaluate_metrics
 from nestgan.metrics.frechet import frechet_distance, gaussian_statistics
 from nestgan.metrics.inception_weights import InceptionWeights, resolve_inception_weights
 from nestgan.metrics.records import METRIC_GRAMMAR, MetricSpec, MetricsReport, append_metric_line, parse_metric_name
@@ -17,7 +17,6 @@ __all__ = [
     "MetricSpec",
     "MetricsReport",
     "append_metric_line",
-    "compute_metrics",
     "evaluate_metrics",
     "frechet_distance",
     "gaussian_statistics",

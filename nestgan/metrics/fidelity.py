@@ -27,7 +27,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -225,6 +224,7 @@ def evaluate_metrics(
     dataset,
     names: list[str],
     device: str | torch.device,
+    *,
     batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
     weights: str | os.PathLike | None = None,
@@ -340,10 +340,3 @@ def evaluate_metrics(
         device=str(device),
         wall_s=time.perf_counter() - start,
     )
-
-
-def compute_metrics(*args: Any, **kwargs: Any) -> dict[str, float]:
-    """Metric values by key: "fid10k", "kid10k_mean"/"kid10k_std",
-    "pr_inception10k_precision"/"pr_inception10k_recall", "is10k_mean"/"is10k_std". Takes evaluate_metrics'
-    arguments; that one also returns the full report."""
-    return evaluate_metrics(*args, **kwargs).values
