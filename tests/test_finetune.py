@@ -31,11 +31,12 @@ TINY_TOML = TRAIN_CLI_TINY_TOML.replace('augment = "color,translation"\n', 'augm
 assert "r1_interval = 3" in TINY_TOML
 FROZEN_D = ("from_rgb.", "blocks.0.")  # --freeze-d 1 of the resnet D: its first block, from_rgb included
 # The same run with a two-level NesT discriminator (8x8 then 4x4 tokens of 2x2-pixel patches).
-NEST_D_TOML = TINY_TOML.replace('precision = "fp32"\n', 'precision = "fp32"\nd = "nest"\n').replace(
+NEST_D_TOML = TINY_TOML.replace('d = "resnet"  # the discriminator table below is sized for it\n', 'd = "nest"\n').replace(
     "[discriminator]\nchannel_base = 128\nchannel_max = 16\n",
     '[discriminator]\npreset = "nest-d-32"\npatch_size = 2\nblock_size = 2\nwidths = [16, 16]\ndepths = [1, 1]\n'
     "heads = [1, 1]\n",
 )
+assert 'd = "nest"' in NEST_D_TOML
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ batch = 16
 tick_kimg = 0.032
 snap = 2
 precision = "fp32"
+d = "resnet"  # the discriminator table below is sized for it
 augment = "color,translation"
 [data]
 max_images = 256
@@ -121,7 +122,7 @@ def test_workers_is_not_an_alias_of_threads_and_resolutions_come_from_the_preset
 def test_g_and_resolution_flags_pick_the_stock_preset():
     cfg = dry_run("--g", "conv", "--resolution", "64")
     assert cfg["generator"]["arch"] == "conv" and cfg["resolution"] == 64
-    assert cfg["discriminator"] == {"channel_base": 512, "channel_max": 64}  # --d not given: preset's D kept
+    assert cfg["d"] == "dcgan" and cfg["discriminator"] == {}  # --d not given: the shapes preset's D (no table) kept
     cfg = dry_run("--resolution", "64")
     assert cfg["generator"]["widths"] == [384, 192, 96]  # the slim shapes table was for 32 px: nest-64 instead
 
@@ -171,7 +172,7 @@ def test_every_shipped_config_resolves_with_its_own_values(path, tmp_path):
         ("", ["--metrics", "fidelity"], "unknown metric"),
         ("", ["--minutes", "0"], "minutes must be > 0"),
         ("d = 'nest'\n[discriminator]\npreset = 'nest-d-99'\n", [], "unknown discriminators preset 'nest-d-99'"),
-        ("[discriminator]\npreset = 'nest-d-32'\n", [], "builds a 'nest' discriminator but d = 'resnet'"),
+        ("[discriminator]\npreset = 'nest-d-32'\n", [], "builds a 'nest' discriminator but d = 'dcgan'"),
         ("resolution = 16\n[generator]\npreset = 'nest-32'\ninit_size = 4\n", ["--d", "nest"],
          "unknown discriminators preset 'nest-d-16'"),
     ],
@@ -259,7 +260,8 @@ def test_nest_discriminator_trains_with_r1_and_resumes(tmp_path):
     assert dry_run("--d", "nest")["discriminator"] == {
         k: v for k, v in read_toml(REPO / "nestgan/configs/discriminators/nest-d-32.toml").items() if k != "arch"}
     config = tmp_path / "tiny.toml"
-    config.write_text('d = "nest"\nr1_interval = 2\n' + TINY_TOML.split("[discriminator]")[0] + '[discriminator]\n'
+    config.write_text('r1_interval = 2\n' + TINY_TOML.split("[discriminator]")[0].replace('d = "resnet"', 'd = "nest"')
+                      + '[discriminator]\n'
                       'preset = "nest-d-32"\npatch_size = 1\nwidths = [16, 16, 32]\nheads = [1, 1, 2]\n'
                       'depths = [1, 1, 1]\n')  # 16 px: 16 -> 8 -> 4 tokens a side
     common = ["--config", str(config), "--outdir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
