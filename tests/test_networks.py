@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nestgan.components import discriminator_preset_name, resolve_discriminator
 from nestgan.errors import ConfigError
 from nestgan.loss import r1_penalty
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, discriminator_preset,
                               generator_preset)
-from nestgan.networks.nest import (ConvDeaggregation, NesTGenerator, NesTLevel, OutConv, PixelShuffleDeaggregation,
-                                  blockify, unblockify)
+from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
+                                  PixelShuffleDeaggregation, blockify, unblockify)
+from nestgan.networks.transformer import AdaptiveLayerNorm
 from nestgan.networks.summary import count_flops, count_parameters, forward_flops
 from nestgan.presets import preset_names
 
@@ -210,10 +212,15 @@ def test_pixelshuffle_deaggregation_stays_in_the_parent_footprint():
     assert changed.nonzero().flatten().tolist() == [0, 1, 4, 5]
 
 
+class PassThrough(torch.nn.Module):
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return x
+
+
 @pytest.mark.parametrize("upsample, pairs_equal", [("nearest", True), ("bilinear", False)])
 def test_conv_deaggregation_upsampling_makes_or_avoids_2x2_copies(upsample, pairs_equal):
     deagg = ConvDeaggregation(2, 2, upsample)
-    deagg.norm = torch.nn.Identity()
+    deagg.norm = PassThrough()
     with torch.no_grad():  # a conv that passes its input through: what the conv is handed
         deagg.conv.weight.zero_()
         deagg.conv.bias.zero_()
@@ -247,6 +254,70 @@ def test_out_conv_starts_as_the_same_generator_from_the_same_seed():
     assert torch.equal(plain(z), with_conv(z))
     with_conv(z).square().mean().backward()
     assert with_conv.out_conv.conv.weight.grad.abs().sum() > 0  # zero weights, but they learn
+
+
+MODULATED = {**TINY_NEST, "style": True, "mapping_layers": 2, "border_conv": True, "mlp_conv": True, "head": "conv",
+             "out_patch": 2}
+
+
+def test_adaptive_layer_norm_is_a_plain_layer_norm_until_its_style_learns():
+    plain = AdaptiveLayerNorm(8)
+    assert set(plain.state_dict()) == set(torch.nn.LayerNorm(8).state_dict())  # old checkpoints load unchanged
+    styled = AdaptiveLayerNorm(8, style_dim=4)
+    x, w = torch.randn(2, 3, 5, 8), torch.randn(2, 4)
+    assert torch.allclose(styled(x, w), F.layer_norm(x, (8,)), atol=1e-6)  # fresh: w changes nothing yet
+    torch.nn.init.normal_(styled.style.weight)
+    out = styled(x, w)
+    assert not torch.allclose(out[0], F.layer_norm(x[0], (8,)), atol=1e-3)
+    swapped = styled(x, w.flip(0))  # each sample is modulated by its own w only
+    assert torch.allclose(styled(x[:1], w[:1]), out[:1]) and not torch.allclose(swapped[0], out[0])
+
+
+def test_modulated_generator_feeds_w_to_every_level_and_every_parameter_learns():
+    g = build_generator(MODULATED)
+    assert g.resolution == 16
+    z = torch.randn(4, 16)
+    g(z).square().mean().backward()
+    no_grad = [n for n, p in g.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert no_grad == []  # zero-initialised style projections and border convs included
+    styles = [m for m in g.modules() if isinstance(m, AdaptiveLayerNorm) and m.style is not None]
+    assert len(styles) == 2 * 2 + 1 + 1 + 1  # two per layer, the de-aggregation, the head norm, the conv head
+    with torch.no_grad():
+        w = g.mapping(z)
+    assert 0.3 < w.std() < 3  # He-initialised mapping keeps the latent's scale
+
+
+def test_border_conv_mixes_neighbouring_blocks_inside_a_level():
+    border = BorderConv(4, block_size=2)
+    torch.nn.init.normal_(border.conv.weight)  # a trained conv; a fresh one is zero
+    plane = torch.randn(1, 4, 4, 4)
+    changed = plane.clone()
+    changed[0, 0:2, 0:2] += 1.0  # block 0 of a 2x2-token tiling
+    with torch.no_grad():
+        delta = unblockify(border(blockify(changed, 2)) - border(blockify(plane, 2)), 2).abs().sum(dim=-1)[0]
+    assert delta[0:2, 2].min() > 0 and delta[2, 0:2].min() > 0  # the right and lower neighbours react
+    assert delta[3, :].max() == 0 and delta[:, 3].max() == 0  # nothing beyond the 3x3 reach
+    fresh = BorderConv(4, block_size=2)
+    assert torch.equal(fresh(blockify(plane, 2)), blockify(plane, 2))  # zero-initialised: the identity
+
+
+def test_conv_mlp_mixes_neighbouring_blocks_and_keeps_the_token_layout():
+    mlp = ConvMlp(4, ratio=2.0, block_size=2)
+    plane = torch.randn(1, 4, 4, 4)
+    changed = plane.clone()
+    changed[0, 0:2, 0:2] += 1.0  # block 0
+    with torch.no_grad():
+        out = mlp(blockify(plane, 2))
+        delta = unblockify(mlp(blockify(changed, 2)) - out, 2).abs().sum(dim=-1)[0]
+    assert out.shape == (1, 4, 4, 4)  # (B, T, N, C)
+    assert delta[0:2, 2].min() > 0 and delta[2, 0:2].min() > 0 and delta[3, :].max() == 0
+
+
+@pytest.mark.parametrize("out_patch, size", [(1, 8), (2, 16)])
+def test_conv_head_draws_full_resolution_rgb(out_patch, size):
+    g = build_generator({**TINY_NEST, "head": "conv", "out_patch": out_patch})
+    x = g(torch.randn(2, 16))
+    assert x.shape == (2, 3, size, size) and g.resolution == size and x.abs().max() <= 1
 
 
 @pytest.mark.parametrize("deaggregation", ["conv", "pixelshuffle"])
@@ -292,6 +363,9 @@ def test_fixed_seed_gives_identical_outputs():
     (dict(deaggregation="bilinear"), "unknown deaggregation"),
     (dict(upsample="bicubic"), "unknown upsample"),
     (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv de-aggregation only"),
+    (dict(head="implicit"), "unknown head"),
+    (dict(head="conv", out_patch=4), "out_patch 1 or 2"),
+    (dict(mapping_layers=-1), "mapping_layers"),
 ])
 def test_bad_nest_configs_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

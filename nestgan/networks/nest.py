@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nestgan.errors import ConfigError
-from nestgan.networks.transformer import TransformerLayer, init_vit_weights
+from nestgan.networks.transformer import AdaptiveLayerNorm, TransformerLayer, init_vit_weights
 
 
 def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -40,41 +40,90 @@ def unblockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
     return x.reshape(b, g * s, g * s, c)
 
 
+class BorderConv(nn.Module):
+    """x + depthwise conv3x3(x) on the image plane, before a layer's attention (CPVT's positional encoding
+    generator): each token sees its eight neighbours, across block borders too, so neighbouring blocks agree where
+    they meet. Zero-initialised, without drawing random numbers, like OutConv.
+    """
+
+    def __init__(self, dim: int, block_size: int) -> None:
+        super().__init__()
+        self.block_size = block_size
+        self.conv = nn.utils.skip_init(nn.Conv2d, dim, dim, kernel_size=3, padding=1, groups=dim)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plane = unblockify(x, self.block_size).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
+        mixed = self.conv(plane).permute(0, 2, 3, 1)  # (B, H, W, C)
+        return x + blockify(mixed.contiguous(), self.block_size)  # (B, T, N, C)
+
+
+class ConvMlp(nn.Module):
+    """The MLP with a depthwise 3x3 conv on its hidden units, on the image plane (SegFormer's Mix-FFN, CeiT's
+    LeFF): Linear, dwconv, GELU, Linear. Every layer then mixes each token with its neighbours, across block borders
+    too, the locality a convolutional generator has from its first step.
+    """
+
+    def __init__(self, dim: int, ratio: float, block_size: int) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.block_size = block_size
+        self.fc1 = nn.Linear(dim, hidden)
+        self.conv = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plane = unblockify(self.fc1(x), self.block_size).permute(0, 3, 1, 2)  # (B, 4C, H, W), channels_last strides
+        hidden = F.gelu(self.conv(plane)).permute(0, 2, 3, 1)  # (B, H, W, 4C)
+        return self.fc2(blockify(hidden.contiguous(), self.block_size))  # (B, T, N, C)
+
+
 class NesTLevel(nn.Module):
-    """Positional embedding + `depth` transformer layers attending only within each block of the map."""
+    """Positional embedding + `depth` transformer layers attending only within each block of the map; with
+    style_dim > 0 every LayerNorm is modulated by w, with border_conv a BorderConv precedes every layer, with mlp_conv
+    every MLP is a ConvMlp."""
 
     def __init__(self, map_size: int, block_size: int, dim: int, depth: int, heads: int, mlp_ratio: float,
-                 parallel: bool) -> None:
+                 parallel: bool, style_dim: int = 0, border_conv: bool = False, mlp_conv: bool = False) -> None:
         super().__init__()
         self.block_size = block_size
         num_blocks = (map_size // block_size) ** 2
         self.pos_embed = nn.Parameter(torch.zeros(1, num_blocks, block_size**2, dim))
-        self.layers = nn.Sequential(*[TransformerLayer(dim, heads, mlp_ratio, parallel) for _ in range(depth)])
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, heads, mlp_ratio, parallel, style_dim,
+                             ConvMlp(dim, mlp_ratio, block_size) if mlp_conv else None)
+            for _ in range(depth)
+        )
+        self.border_convs = nn.ModuleList(BorderConv(dim, block_size) for _ in range(depth if border_conv else 0))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = blockify(x, self.block_size) + self.pos_embed  # (B, T, N, C)
-        b, t, n, c = x.shape
-        x = self.layers(x.view(b * t, n, c))  # blocks act as batch: attention never crosses a block border
-        return unblockify(x.view(b, t, n, c), self.block_size)  # (B, H, W, C)
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        x = blockify(x, self.block_size) + self.pos_embed  # (B, T, N, C): blocks act as batch in attention
+        for i, layer in enumerate(self.layers):
+            if self.border_convs:
+                x = self.border_convs[i](x)
+            x = layer(x, w)  # attention never crosses a block border
+        return unblockify(x, self.block_size)  # (B, H, W, C)
 
 
 class ConvDeaggregation(nn.Module):
-    """Mirror of NesT's block aggregation: 2x upsampling, conv 3x3 (crosses block borders), LayerNorm.
+    """Mirror of NesT's block aggregation: 2x upsampling, conv 3x3 (crosses block borders), LayerNorm (modulated
+    by w when style_dim > 0).
 
     After nearest upsampling, the two pixels of each 2x2 copy see the conv's taps on different source pixels, which
     lets the generator draw texture locked to that grid; bilinear upsampling hands the conv a smooth map instead.
     """
 
-    def __init__(self, dim_in: int, dim_out: int, upsample: str = "nearest") -> None:
+    def __init__(self, dim_in: int, dim_out: int, upsample: str = "nearest", style_dim: int = 0) -> None:
         super().__init__()
         self.upsample = upsample
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
-        self.norm = nn.LayerNorm(dim_out)
+        self.norm = AdaptiveLayerNorm(dim_out, style_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)  # (B, C, H, W) view with channels_last strides
         x = self.conv(F.interpolate(x, scale_factor=2, mode=self.upsample))  # (B, C', 2H, 2W)
-        return self.norm(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
+        return self.norm(x.permute(0, 2, 3, 1), w)  # (B, 2H, 2W, C')
 
 
 class PixelShuffleDeaggregation(nn.Module):
@@ -88,7 +137,7 @@ class PixelShuffleDeaggregation(nn.Module):
         super().__init__()
         self.proj = nn.Linear(dim_in // 4, dim_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         x = F.pixel_shuffle(x.permute(0, 3, 1, 2), 2)  # (B, C/4, 2H, 2W)
         return self.proj(x.permute(0, 2, 3, 1))  # (B, 2H, 2W, C')
 
@@ -112,6 +161,46 @@ class OutConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, C)
+
+
+class MappingNetwork(nn.Module):
+    """StyleGAN's mapping network, shorter: z normalised to unit mean square, then `layers` x (Linear, LeakyReLU)."""
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(*[m for _ in range(layers) for m in (nn.Linear(dim, dim), nn.LeakyReLU(0.2))])
+
+    def init_weights(self) -> None:
+        """He initialisation keeps w at z's scale through the layers (the ViT 0.02 would shrink it x0.3 per layer)."""
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, a=0.2)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8))  # (B, z_dim)
+
+
+class ConvHead(nn.Module):
+    """Last map (B, H, W, C) -> RGB (B, 3, H*p, W*p) by convolutions, p = out_patch in {1, 2}: for p = 2 a conv
+    de-aggregation to half the width at full resolution, GELU; then conv 3x3 to RGB. Unlike the per-token Linear
+    head, neighbouring output pixels share their inputs, so no pixel patch or block grid is drawn into the image.
+    """
+
+    def __init__(self, dim: int, out_patch: int, upsample: str, style_dim: int = 0) -> None:
+        super().__init__()
+        if out_patch not in (1, 2):
+            raise ConfigError(f"nest generator: head 'conv' takes out_patch 1 or 2 (got {out_patch})")
+        self.up = ConvDeaggregation(dim, dim // 2, upsample, style_dim) if out_patch == 2 else None
+        self.to_rgb = nn.Conv2d(dim // 2 if self.up else dim, 3, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        if self.up is not None:
+            x = F.gelu(self.up(x, w))  # (B, 2H, 2W, C/2)
+        return self.to_rgb(x.permute(0, 3, 1, 2))  # (B, 3, R, R)
+
+
+HEADS = ("linear", "conv")
 
 
 def check_levels(what: str, widths: Sequence[int], depths: Sequence[int], heads: Sequence[int]) -> None:
@@ -144,6 +233,11 @@ class NesTGenerator(nn.Module):
         out_patch: int = 1,
         out_conv: bool = False,
         parallel_branches: bool = False,
+        mapping_layers: int = 0,
+        style: bool = False,
+        border_conv: bool = False,
+        mlp_conv: bool = False,
+        head: str = "linear",
         resolution: int | None = None,
     ) -> None:
         super().__init__()
@@ -161,6 +255,10 @@ class NesTGenerator(nn.Module):
             raise ConfigError("nest generator: upsample applies to conv de-aggregation only; drop it for pixelshuffle")
         if deaggregation == "pixelshuffle" and any(w % 4 for w in widths[:-1]):
             raise ConfigError("nest generator: pixelshuffle de-aggregation needs widths divisible by 4")
+        if head not in HEADS:
+            raise ConfigError(f"nest generator: unknown head '{head}' (choose from {', '.join(HEADS)})")
+        if mapping_layers < 0:
+            raise ConfigError(f"nest generator: mapping_layers must be 0 or more (got {mapping_layers})")
         reachable = init_size * 2 ** (levels - 1) * out_patch
         if resolution is not None and resolution != reachable:
             raise ConfigError(f"nest generator: resolution {resolution} is not reachable: init_size {init_size} "
@@ -170,30 +268,43 @@ class NesTGenerator(nn.Module):
         self.init_size = init_size
         self.out_patch = out_patch
 
+        self.style = style
+        style_dim = z_dim if style else 0
+
+        self.mapping = MappingNetwork(z_dim, mapping_layers) if mapping_layers else nn.Identity()
         self.stem = nn.Linear(z_dim, init_size * init_size * widths[0])
         self.levels = nn.ModuleList(
-            NesTLevel(init_size * 2**i, block_size, widths[i], depths[i], heads[i], mlp_ratio, parallel_branches)
+            NesTLevel(init_size * 2**i, block_size, widths[i], depths[i], heads[i], mlp_ratio, parallel_branches,
+                      style_dim, border_conv, mlp_conv)
             for i in range(levels)
         )
         self.deaggregations = nn.ModuleList(
-            ConvDeaggregation(widths[i], widths[i + 1], upsample) if deaggregation == "conv"
+            ConvDeaggregation(widths[i], widths[i + 1], upsample, style_dim) if deaggregation == "conv"
             else PixelShuffleDeaggregation(widths[i], widths[i + 1])
             for i in range(levels - 1)
         )
         self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
-        self.head_norm = nn.LayerNorm(widths[-1])
-        self.head = nn.Linear(widths[-1], 3 * out_patch**2)
+        self.head_norm = AdaptiveLayerNorm(widths[-1], style_dim)
+        self.head = (ConvHead(widths[-1], out_patch, upsample, style_dim) if head == "conv"
+                     else nn.Linear(widths[-1], 3 * out_patch**2))
 
         self.apply(init_vit_weights)
         for level in self.levels:
             nn.init.trunc_normal_(level.pos_embed, std=0.02)
+        if mapping_layers:
+            self.mapping.init_weights()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.stem(z).view(z.shape[0], self.init_size, self.init_size, -1)  # (B, 8, 8, C0)
+        w = self.mapping(z)  # (B, z_dim); z itself without a mapping network
+        style = w if self.style else None  # modulates every LayerNorm when set
+        x = self.stem(w).view(z.shape[0], self.init_size, self.init_size, -1)  # (B, 8, 8, C0)
         for i, level in enumerate(self.levels):
-            x = level(x)  # (B, H, W, C_i)
+            x = level(x, style)  # (B, H, W, C_i)
             if i < len(self.deaggregations):
-                x = self.deaggregations[i](x)  # (B, 2H, 2W, C_i+1), blocks x4
-        x = self.head(self.head_norm(self.out_conv(x)))  # (B, H, W, 3 * p * p)
+                x = self.deaggregations[i](x, style)  # (B, 2H, 2W, C_i+1), blocks x4
+        x = self.head_norm(self.out_conv(x), style)
+        if isinstance(self.head, ConvHead):
+            return torch.tanh(self.head(x, style))  # (B, 3, R, R)
+        x = self.head(x)  # (B, H, W, 3 * p * p)
         x = F.pixel_shuffle(x.permute(0, 3, 1, 2), self.out_patch)  # (B, 3, R, R)
         return torch.tanh(x)

@@ -20,7 +20,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
+        lead, (n, c) = x.shape[:-2], x.shape[-2:]  # (..., n, c): every leading index is its own sequence
+        x = x.reshape(-1, n, c)
+        b = x.shape[0]
         # (b, n, 3c) -> (3, b, heads, n, c/heads)
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
@@ -28,7 +30,7 @@ class Attention(nn.Module):
         cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
         with sdpa_kernel(SDPBackend.MATH) if cpu_bf16 else contextlib.nullcontext():
             x = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, c/heads)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return self.proj(x.transpose(1, 2).reshape(*lead, n, c))
 
 
 class Mlp(nn.Sequential):
@@ -37,35 +39,67 @@ class Mlp(nn.Sequential):
         super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
 
+class AdaptiveLayerNorm(nn.LayerNorm):
+    """LayerNorm whose scale and shift come from a style vector w when style_dim > 0 (ViTGAN's self-modulated LN,
+    DiT's adaLN): ln(x) * (1 + a(w)) + b(w). a and b start at zero, so a fresh layer is a plain LayerNorm. With
+    style_dim = 0 it is exactly nn.LayerNorm (same parameters, same state-dict keys) and w is ignored.
+    """
+
+    def __init__(self, dim: int, style_dim: int = 0) -> None:
+        super().__init__(dim, elementwise_affine=style_dim == 0)
+        self.style = nn.Linear(style_dim, 2 * dim) if style_dim else None
+        self.zero_style()
+
+    def zero_style(self) -> None:
+        if self.style is not None:
+            nn.init.zeros_(self.style.weight)
+            nn.init.zeros_(self.style.bias)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        x = super().forward(x)
+        if self.style is None:
+            return x
+        # w (B, style_dim) -> (B, 1, ..., 1, 2C): one scale and shift per sample, broadcast over its tokens
+        scale, shift = self.style(w).view(w.shape[0], *[1] * (x.dim() - 2), -1).chunk(2, dim=-1)
+        return torch.addcmul(shift, x, 1 + scale)
+
+
 class TransformerLayer(nn.Module):
     """Pre-LN layer: x + attn(ln(x)), then x + mlp(ln(x)); or both branches side by side when `parallel`.
+    With style_dim > 0 both LayerNorms are modulated by a style vector w (AdaptiveLayerNorm); `mlp` replaces the
+    token-wise MLP (NesT's ConvMlp).
 
     The parallel form (Touvron et al. 2022, "Three things everyone should know about Vision Transformers") lets
     attention and MLP read the same input, removing a dependency between the two branches. Measured here at equal
     training time (docs/results.md, round 6): the same speed, and a slightly lower FID in one seed.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, parallel: bool = False) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, parallel: bool = False,
+                 style_dim: int = 0, mlp: nn.Module | None = None) -> None:
         super().__init__()
         self.parallel = parallel
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = AdaptiveLayerNorm(dim, style_dim)
         self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_ratio)
+        self.norm2 = AdaptiveLayerNorm(dim, style_dim)
+        self.mlp = mlp if mlp is not None else Mlp(dim, mlp_ratio)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         if self.parallel:
-            return x + self.attn(self.norm1(x)) + self.mlp(self.norm2(x))
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+            return x + self.attn(self.norm1(x, w)) + self.mlp(self.norm2(x, w))
+        x = x + self.attn(self.norm1(x, w))
+        return x + self.mlp(self.norm2(x, w))
 
 
 def init_vit_weights(module: nn.Module) -> None:
-    """timm's ViT initialisation: truncated normal 0.02 for linear weights, zero biases, unit LayerNorm."""
+    """timm's ViT initialisation: truncated normal 0.02 for linear weights, zero biases, unit LayerNorm; the style
+    projections of adaptive LayerNorms stay zero (Module.apply visits them before their LayerNorm)."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+    elif isinstance(module, AdaptiveLayerNorm):
+        module.reset_parameters()
+        module.zero_style()
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
