@@ -7,7 +7,9 @@ leave its grid in the images (StyleSwin's blocking artifacts, checkerboards of u
 shows here as:
 - the power spectrum: mean |FFT|^2 along rows and columns at each frequency, generated over real (1 = same power);
 - the step profile: mean |difference| between neighbouring pixels, by the position of the step modulo --period. Real
-  photographs have no preferred phase; a generator whose texture follows its block or upsampling grid does.
+  photographs have no preferred phase; a generator whose texture follows its block or upsampling grid does;
+- the seam ratio: the step across the grid's borders over the median step elsewhere (seam_ratio), generated and
+  real side by side: one number per checkpoint for "are the blocks visible".
 
 The generated images are the first --n of the FID metrics' stream (same seed, same quantisation to uint8); the reals
 are the first --n of the dataset the first checkpoint was trained on.
@@ -45,6 +47,16 @@ def step_profile(images: torch.Tensor, period: int) -> torch.Tensor:
     vertical = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(0, 1, 3))
     steps = (horizontal + vertical) / 2
     return torch.stack([steps[phase::period].mean() for phase in range(period)])
+
+
+def seam_ratio(images: torch.Tensor, period: int) -> float:
+    """Mean |step| across the grid's borders (i mod period = period - 1) over the median step at the other phases.
+
+    A generator whose blocks or patches meet with a visible seam scores above the reals (which score about 1); a
+    seam-free one scores what the reals score.
+    """
+    steps = step_profile(images, period)
+    return float(steps[-1] / steps[:-1].median())
 
 
 def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, dict, str]:
@@ -93,6 +105,13 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, 
     click.echo("|---" * (1 + period) + "|")
     for label, images in [("real", reals), *zip(labels, (images for images, _, _ in runs))]:
         click.echo(f"| {label} | " + " | ".join(f"{v:.3f}" for v in step_profile(images, period)) + " |")
+
+    click.echo(f"\nSeam ratio: step across a {period}-px border over the median step elsewhere (reals: "
+               f"{seam_ratio(reals, period):.3f}):\n")
+    click.echo("| images | seam ratio | over the reals' |")
+    click.echo("|---|---|---|")
+    for label, (images, _, _) in zip(labels, runs):
+        click.echo(f"| {label} | {seam_ratio(images, period):.3f} | {seam_ratio(images, period) / seam_ratio(reals, period):.3f} |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from nestgan.spectrum import main, power_spectrum, step_profile
+from nestgan.spectrum import main, power_spectrum, seam_ratio, step_profile
 
 
 def test_power_spectrum_peaks_at_the_pattern_frequency():
@@ -35,6 +35,14 @@ def test_step_profile_finds_a_texture_locked_to_the_grid():
     assert torch.allclose(step_profile(smooth, 4), step_profile(smooth, 4).mean().expand(4))
 
 
+def test_seam_ratio_sees_blocks_that_meet_with_a_step_and_not_a_smooth_image():
+    blocks = torch.arange(4.0).repeat_interleave(8) / 4  # a 32-px row of four 8-px blocks, a step at each border
+    seamed = (blocks[None, :] + blocks[:, None]).expand(2, 3, 32, 32) + 0.01 * torch.randn(2, 3, 32, 32)
+    smooth = torch.linspace(-1, 1, 32).expand(2, 3, 32, 32) + 0.01 * torch.randn(2, 3, 32, 32)
+    assert seam_ratio(seamed, period=8) > 5
+    assert 0.8 < seam_ratio(smooth, period=8) < 1.25
+
+
 @pytest.fixture
 def checkpoint(tmp_path, make_tiny_checkpoint):
     data = {"name": "shapes", "max_images": 24, "cache_dir": str(tmp_path / "cache")}
@@ -51,7 +59,8 @@ def test_cli_prints_one_ratio_per_frequency_and_a_step_row_per_image_set(checkpo
     ratios = [float(v) for v in frequency_rows[0].split("|")[3:5]]
     assert ratios[0] == ratios[1] > 0  # the same checkpoint twice: the same images
     assert sum(line.startswith("| real |") for line in lines) == 1
-    assert sum(line.startswith("| run 1.0 kimg |") for line in lines) == 2  # a step row per checkpoint
+    assert sum(line.startswith("| run 1.0 kimg |") for line in lines) == 4  # a step row and a seam row per checkpoint
+    assert "Seam ratio" in result.output
     assert "24 generated, 24 real" in result.output
 
 
