@@ -154,12 +154,14 @@ def _constructs_objects(reason: str) -> bool:
     return any(word in reason for word in ("GLOBAL", "global", "class", "allowlist", "reduce"))
 
 
-def _load_torch(path: Path, wanted: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def _load_torch(
+    path: Path, wanted: str, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
     """torch.load(weights_only=True) of a file that file_format called "torch"; every failure a CheckpointError."""
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning would be a second line on stderr
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         reason = _refusal_reason(e)
         if _constructs_objects(reason):
@@ -183,15 +185,18 @@ def _load_torch(path: Path, wanted: str, map_location: str | torch.device = "cpu
     return state
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint with weights_only=True; every failure is a CheckpointError saying what is wrong."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Load a training checkpoint with weights_only=True; every failure is a CheckpointError saying what is wrong.
+    mmap: the tensors stay in the file until used, so reading a big checkpoint's progress and config is quick."""
     path = Path(path)
     if file_format(path, TRAINING_CHECKPOINT) == "safetensors":
         raise CheckpointError(
             f"{path} is a safetensors file (a generator export holds no optimiser or training state); "
             f"this needs {TRAINING_CHECKPOINT}"
         )
-    return _load_torch(path, TRAINING_CHECKPOINT, map_location)
+    return _load_torch(path, TRAINING_CHECKPOINT, map_location, mmap)
 
 
 def export_generator(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from typing import Callable, TypeVar
 
 import click
 
-from nestgan.errors import NestganError
+from nestgan.errors import ConfigError, NestganError
+
+Number = TypeVar("Number", int, float)
 
 EXIT_USER_ERROR = 2
 
@@ -30,3 +32,12 @@ def user_errors_as_exit(fn: Callable) -> Callable:
             fail(str(e))
 
     return wrapper
+
+
+def number_list(text: str, flag: str, kind: Callable[[str], Number] = float) -> list[Number]:
+    """A flag's comma-separated numbers ('10,25,50'); anything else is a ConfigError naming the flag."""
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise ConfigError(f"{flag} takes comma-separated {what}, e.g. 10,25,50; got '{text}'") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Callable, Iterable
 
 
 def usable_cpus() -> set[int]:
@@ -66,6 +67,47 @@ def _own_seconds() -> float:
     return t.user + t.system
 
 
+def _waited_children_seconds() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU-seconds process `pid` has used so far, all its threads and waited-for children (Linux /proc); 0 once
+    it is gone or where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, IndexError):
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+class OtherLoad:
+    """CPUs that other processes keep busy between two calls of `measure()`: the busy time of the usable CPUs minus
+    this process's and its children's. Children still running are named by `pids` (read from /proc); finished ones
+    count through os.times once waited for, so a child ending between two calls is counted once."""
+
+    def __init__(self, pids: Callable[[], Iterable[int]] = tuple) -> None:
+        self.cpus = usable_cpus()
+        self.pids = pids
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float | None, float, float]:
+        ours = _own_seconds() + _waited_children_seconds() + sum(map(process_cpu_seconds, self.pids()))
+        return _busy_seconds(self.cpus), ours, time.monotonic()
+
+    def measure(self) -> float | None:
+        """CPUs kept busy by other processes since the previous call (or since this was made); None where it cannot
+        be measured (no /proc/stat)."""
+        now = self._sample()
+        (busy0, ours0, t0), (busy1, ours1, t1) = self._last, now
+        self._last = now
+        if busy0 is None or busy1 is None or t1 <= t0:
+            return None
+        return max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / (t1 - t0))
+
+
 class ThreadGovernor:
     """Keeps torch's thread count at the usable CPUs that other processes leave free (inactive when fixed).
 
@@ -76,7 +118,7 @@ class ThreadGovernor:
     def __init__(self, threads: int = 0) -> None:
         self.fixed = threads or _omp_num_threads()
         self.cpus = usable_cpus()
-        self.limit = min(len(self.cpus), cpu_quota() or len(self.cpus))
+        self.limit = all_cores()
         self._last = self._sample()
 
     @property
@@ -116,6 +158,12 @@ class ThreadGovernor:
             self._last = self._sample()
             time.sleep(settle_s)
         return self.adjust()
+
+
+def all_cores() -> int:
+    """The usable CPUs (affinity mask and cgroup quota): the threads of a run that has the machine to itself."""
+    cpus = len(usable_cpus())
+    return min(cpus, cpu_quota() or cpus)
 
 
 def choose_threads(threads: int | None) -> int:

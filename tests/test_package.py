@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "nestgan")
-CONSOLE_SCRIPTS = ("nestgan-train", "nestgan-generate", "nestgan-evaluate", "nestgan-bench")
+CONSOLE_SCRIPTS = ("nestgan-train", "nestgan-generate", "nestgan-evaluate", "nestgan-bench", "nestgan-race")
 
 # Runs in the installed copy: where nestgan comes from, every generator preset built, a dataset preset resolved.
 CHECK_INSTALLED = """

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from nestgan import threads as threads_module
-from nestgan.threads import ThreadGovernor, usable_cpus
+from nestgan.threads import OtherLoad, ThreadGovernor, process_cpu_seconds, usable_cpus
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +51,33 @@ def test_threads_follow_the_cpus_other_processes_leave_free(monkeypatch):
     assert governor.adjust() == (2, 1)
     machine.run(10, others=0.0, own=1.0)  # the other jobs are gone
     assert governor.adjust() == (1, 4)
+
+
+def test_other_load_leaves_out_this_process_and_its_children_running_or_waited_for(monkeypatch):
+    """A child's CPU time is ours while it runs (read from /proc) and once it has been waited for (os.times), also
+    when it ends between two measurements: a training the race runs is never taken for other load."""
+    machine = FakeMachine(monkeypatch)
+    child = {"running": 0.0, "waited": 0.0}
+    monkeypatch.setattr(threads_module, "process_cpu_seconds", lambda pid: child["running"])
+    monkeypatch.setattr(threads_module, "_waited_children_seconds", lambda: child["waited"])
+    alive = [4242]
+    load = OtherLoad(lambda: alive)
+    child["running"] += 10 * 1.9
+    machine.busy += 10 * 1.9
+    machine.run(10, others=0.5, own=0.1)
+    assert load.measure() == pytest.approx(0.5)
+    child["waited"], child["running"] = child["running"] + 5 * 2.0, 0.0  # 5 s more on 2 CPUs, then ended and waited
+    alive.clear()
+    machine.busy += 5 * 2.0
+    machine.run(5, others=1.0, own=0.0)
+    assert load.measure() == pytest.approx(1.0)
+
+
+def test_process_cpu_seconds_reads_proc_and_is_zero_for_a_process_that_is_gone():
+    t = os.times()
+    assert process_cpu_seconds(os.getpid()) == pytest.approx(t.user + t.system + t.children_user + t.children_system,
+                                                             abs=0.1)
+    assert process_cpu_seconds(2**22 + 12345) == 0.0  # above the largest pid Linux gives out
 
 
 def test_a_cgroup_quota_caps_the_threads(monkeypatch):

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from nestgan.cli import user_errors_as_exit
+from nestgan.cli import number_list, user_errors_as_exit
 from nestgan.config import TRAINABLE, TrainConfig, load_config
 from nestgan.data.sources import DATASETS
 from nestgan.device import DEVICES, PRECISION_CHOICES
@@ -61,6 +61,9 @@ def metric_list(text: str) -> list[str]:
 @click.option("--freeze-d", type=int, help="FreezeD: keep the discriminator's first N blocks frozen [0].")
 @click.option("--metrics", type=str, help="Comma-separated metrics at each snapshot, e.g. fid10k,kid10k, or none.")
 @click.option("--snap", type=int, help="Snapshot (samples, checkpoint, metrics) every this many ticks.")
+@click.option("--snap-minutes", type=str,
+              help="Also snapshot when the training time passes each of these minutes, e.g. 10,25,50 (kept past "
+                   "keep_snapshots).")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="fp32, bf16 autocast, or fp16 autocast (CUDA).")
 @click.option("--device", type=click.Choice(DEVICES), help="auto = cuda when available.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
@@ -115,6 +118,8 @@ def flags_to_config(options: dict[str, Any]) -> dict[str, Any]:
             data[data_keys[key]] = value
         elif key == "metrics":
             layer["metrics"] = metric_list(value)
+        elif key == "snap_minutes":
+            layer["snap_minutes"] = number_list(value, "--snap-minutes")
         elif key == "resolution":
             layer["resolution"] = int(value)
         elif key == "compile_":

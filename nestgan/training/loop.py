@@ -1,5 +1,6 @@
 """The GAN training loop (StyleGAN2-ADA structure): `train` sets up a Session and runs ticks of training steps until
-the run's kimg, minutes or a stop signal; every `snap` ticks and at the end it takes a snapshot.
+the run's kimg, minutes or a stop signal; every `snap` ticks, at each of `snap_minutes` and at the end it takes a
+snapshot.
 
 The parts: one step (step.py), checkpoints and resume (resume.py), stop signals, NaN rollback and a full disk
 (guards.py), tick statistics and console/TensorBoard lines (report.py), snapshots and metrics (snapshot.py), the
@@ -91,6 +92,8 @@ def _loop(session: Session, s, last_good: Path | None) -> Path | None:
         run.save_grid(generate(s.G_ema, session.grid_z, session.micro_batch, s.precision), "fakes_init.png")
     recovery = Recovery(last_good)
 
+    marks = sorted(m * 60 for m in cfg.snap_minutes)
+    next_mark = _next_mark(marks, s.train_seconds)
     batches = iter(session.loader)
     tick = Tick(s.images_seen)
     run_start = tick.start
@@ -99,10 +102,12 @@ def _loop(session: Session, s, last_good: Path | None) -> Path | None:
     with StopSignals() as stop:
         while True:
             stats = training_step(s, next(batches), cfg, session.micro_batch)
-            out_of_time = budget_s is not None and s.train_seconds + time.perf_counter() - tick.start >= budget_s
+            trained_s = s.train_seconds + time.perf_counter() - tick.start
+            out_of_time = budget_s is not None and trained_s >= budget_s
+            at_mark = next_mark is not None and trained_s >= next_mark
             # One host sync per step: a NaN is caught at the step that made it, and every rank agrees on it.
-            nonfinite, stopping, out_of_time = distributed.any_true(
-                [not all_finite(stats.values()), stop.requested, out_of_time], device
+            nonfinite, stopping, out_of_time, at_mark = distributed.any_true(
+                [not all_finite(stats.values()), stop.requested, out_of_time, at_mark], device
             )
             if nonfinite:
                 recovery.roll_back(session, s, f"non-finite loss at step {s.step}")
@@ -115,7 +120,7 @@ def _loop(session: Session, s, last_good: Path | None) -> Path | None:
                                     peak_memory_bytes(device)))
                 first_step = False
             done = s.images_seen >= total or stopping or out_of_time
-            if not done and s.images_seen < tick.start_nimg + cfg.tick_kimg * 1000:
+            if not done and not at_mark and s.images_seen < tick.start_nimg + cfg.tick_kimg * 1000:
                 continue
 
             # End of a tick: one line on the console, one record in stats.jsonl.
@@ -154,14 +159,17 @@ def _loop(session: Session, s, last_good: Path | None) -> Path | None:
                 log(f"threads    {change[0]} -> {change[1]}: other processes keep about "
                     f"{threads.limit - change[1]} of {threads.limit} usable CPUs busy")
 
-            if done or s.tick % cfg.snap == 0:
+            if done or at_mark or s.tick % cfg.snap == 0:
                 # A weight update can turn non-finite after the step's losses were computed: never save that.
                 if distributed.any_true([not all_finite(networks_tensors(s))], device)[0]:
                     recovery.roll_back(session, s, f"non-finite weights at step {s.step}")
                     tick.reset(s.images_seen)
                     continue
-                path = snapshot(session, s, stop)
+                path = snapshot(session, s, stop, keep=at_mark)
                 recovery.saved(path)
+                if at_mark:
+                    log(f"snapshot   at {s.train_seconds / 60:.2f} training minutes (snap_minutes), kept")
+                    next_mark = _next_mark(marks, s.train_seconds)
                 stopping = distributed.any_true([stop.requested], device)[0]  # a signal may arrive during metrics
                 done = done or stopping
             if out_of_time and not stopping:
@@ -178,3 +186,8 @@ def _loop(session: Session, s, last_good: Path | None) -> Path | None:
     if writer:
         writer.close()
     return run.path if run else None
+
+
+def _next_mark(marks: list[float], trained_s: float) -> float | None:
+    """The first of the sorted snap_minutes marks (in seconds) still ahead of `trained_s`; None when all are passed."""
+    return next((mark for mark in marks if mark > trained_s), None)

@@ -1,9 +1,8 @@
 """Run directories: `<outdir>/00000-<data>-<g>-<res>/`, numbered, never overwritten.
 
 Contents: config.json, log.txt (the console, tee'd), reals.png, fakes_init.png, fakes<kimg>.png,
-stats.jsonl (one record per tick), metric-<name>.jsonl, network-snapshot-<kimg>.pt (the last few, named
-by kimg to the image, e.g. 000200.000) and
-best.pt (lowest FID so far).
+stats.jsonl (one record per tick), metric-<name>.jsonl, network-snapshot-<kimg>.pt (the last few and those
+at snap_minutes, named by kimg to the image, e.g. 000200.000) and best.pt (lowest FID so far).
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # snapshots that prune_snapshots leaves alone (snap_minutes marks); a resumed run writes a new run dir
+        self.kept: set[Path] = set()
 
     @classmethod
     def create(cls, outdir: str | os.PathLike, desc: str) -> "RunDir":
@@ -78,8 +79,8 @@ class RunDir:
         return self.path / f"network-snapshot-{kimg_stamp(images_seen)}.pt"
 
     def prune_snapshots(self, keep: int) -> None:
-        """Delete all but the newest `keep` network-snapshot-*.pt (best.pt is a separate file)."""
-        for path in snapshots(self.path)[:-keep]:
+        """Delete all but the newest `keep` network-snapshot-*.pt besides the kept ones (best.pt is a separate file)."""
+        for path in [p for p in snapshots(self.path) if p not in self.kept][:-keep]:
             path.unlink()
 
     def set_best(self, snapshot: Path) -> None:

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 GRID_SIZE = 64  # samples in fakes*.png (8 x 8)
 
 
-def snapshot(session: Session, s: TrainState, stop: StopSignals) -> Path:
+def snapshot(session: Session, s: TrainState, stop: StopSignals, keep: bool = False) -> Path:
     """Sample grid, checkpoint (rank 0 writes every rank's random state) and metrics; returns the checkpoint's path
-    (known on every rank: it names the shared run directory)."""
+    (known on every rank: it names the shared run directory). `keep`: the checkpoint is never pruned (a snap_minutes
+    mark, which a comparison at equal training time reads after the run)."""
     cfg, run, writer, log = session.cfg, session.run, session.writer, session.log
     rank_states = distributed.gather_to_main(rank_state(s, session.loader))
     path = None
@@ -37,6 +38,8 @@ def snapshot(session: Session, s: TrainState, stop: StopSignals) -> Path:
             writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)
         path = run.snapshot_path(s.images_seen)
         save_checkpoint(path, checkpoint_state(s, cfg, rank_states))
+        if keep:
+            run.kept.add(path)
         run.prune_snapshots(cfg.keep_snapshots)
         if cfg.metrics:
             try:

@@ -1,0 +1,3 @@
+from nestgan.race.cli import main
+
+main()
