@@ -70,6 +70,9 @@ class TrainConfig:
     batch_per_device: int | None = None  # micro-batch per device; None: batch / world size (no accumulation)
     tick_kimg: float = 2.0  # one progress line and one stats.jsonl record per tick
     snap: int = 10  # snapshot (samples, checkpoint, metrics) every `snap` ticks and at the end
+    # Also a snapshot when the training time passes each of these minutes (kept past keep_snapshots): a comparison at
+    # equal training time needs a snapshot at each of its minutes, whatever the tick schedule (nestgan.race).
+    snap_minutes: list[float] = field(default_factory=list)
     keep_snapshots: int = 3  # network-snapshot-*.pt kept besides best.pt
     seed: int = 0
     # Objective
@@ -182,6 +185,8 @@ class TrainConfig:
             raise ConfigError(f"Adam betas must lie in [0, 1), got beta1={self.beta1}, beta2={self.beta2}")
         if self.minutes is not None and self.minutes <= 0:
             raise ConfigError(f"minutes must be > 0 (or absent for no time limit), got {self.minutes}")
+        if any(m <= 0 for m in self.snap_minutes):
+            raise ConfigError(f"snap_minutes must all be > 0, got {_show(self.snap_minutes)}")
         if self.ema_rampup is not None and self.ema_rampup <= 0:
             raise ConfigError(f"ema_rampup must be > 0 (or absent for no ramp-up), got {self.ema_rampup}")
         per_device = self.micro_batch(world_size)
@@ -281,13 +286,14 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
         below.update(layer)
         if on_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
             changes = [_describe_change(key, below, value) for key, value in cpu_keys.items()]
-            sources.append(f"[cpu] of {what} applied: {why_device}; {', '.join(filter(None, changes)) or 'no change'}")
+            sources.append(f"[cpu] of {what} (the CPU recipe) applied: {why_device}; "
+                           f"{', '.join(filter(None, changes)) or 'no change'}")
             layer = {**layer, **cpu_keys}
             below.update(cpu_keys)
             set_by_cpu.update(cpu_keys)
             applied.append(f"{Path(source).as_posix()} [cpu]: {', '.join(cpu_keys)}")
         elif cpu_keys:
-            sources.append(f"[cpu] of {what} not applied: {why_device}")
+            sources.append(f"[cpu] of {what} (the CPU recipe) not applied: {why_device}")
         layers.append(layer)
     if flags:
         keys = [f"data.{k}" for k in flags.get("data", {})] + [k for k in flags if k != "data"]

@@ -90,19 +90,56 @@ def test_dry_run_says_which_preset_tables_applied_and_why(monkeypatch):
     notes = [line.removeprefix("config: ") for line in result.stderr.splitlines() if line.startswith("config: ")]
     assert notes == json.loads(result.stdout)["sources"]
     assert notes[0].startswith("celeba preset applied: data is celeba (") and notes[0].endswith("/celeba.toml)")
-    assert notes[1].startswith("[cpu] of celeba preset applied: device is cpu; metrics fid10k -> fid1k, ")
+    assert notes[1].startswith("[cpu] of celeba preset (the CPU recipe) applied: device is cpu; "
+                               "metrics fid10k -> fid1k, ")
     assert "batch 64 -> 32" in notes[1] and "generator table (preset, widths" in notes[1]
     assert notes[2:] == ["flags applied last: data.name, device",
                          "generator preset nest-64 applied: named by the [generator] table; "
                          "the [generator] table overrides widths, depths, heads, upsample"]
     auto = run_cli("--dry-run", "--data", "celeba", "--metrics", "fid10k").stderr
-    assert "[cpu] of celeba preset applied: device is auto and torch sees no CUDA device; metrics fid10k -> fid1k" in auto
+    assert ("[cpu] of celeba preset (the CPU recipe) applied: device is auto and torch sees no CUDA device; "
+            "metrics fid10k -> fid1k") in auto
     assert "flags applied last: data.name, metrics (over the [cpu] value of metrics)" in auto
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     on_gpu = run_cli("--dry-run", "--data", "celeba").stderr
-    assert "config: [cpu] of celeba preset not applied: device is auto and torch sees a CUDA device" in on_gpu
+    assert ("config: [cpu] of celeba preset (the CPU recipe) not applied: device is auto and torch sees a CUDA "
+            "device") in on_gpu
     assert "generator preset nest-64 applied: g is nest, resolution 64" in on_gpu
+
+
+CPU_RECIPE = {"d": "dcgan", "batch": 32, "r1_gamma": 0.1, "augment": "translation", "beta1": 0.0, "ema_kimg": 1.0,
+              "shared_fakes": True, "metrics": ["fid1k"]}
+SMALL_NEST_64 = {"widths": [256, 128, 64], "depths": [2, 1, 1], "upsample": "bilinear"}  # on nest-64
+SMALL_NEST_32 = {"widths": [128, 64], "depths": [2, 2], "out_patch": 2, "upsample": "bilinear"}  # shapes' generator
+
+
+@pytest.mark.parametrize(("data", "resolution", "small_nest", "gpu_batch", "gpu_metric", "gpu_widths"), [
+    ("folder", 64, SMALL_NEST_64, 32, "fid5k", [384, 192, 96]),
+    ("imagenet64", 64, SMALL_NEST_64, 64, "fid10k", [384, 192, 96]),
+    ("cifar10", 32, SMALL_NEST_32, 64, "fid10k", [256, 128, 64]),
+])
+def test_presets_train_the_cpu_recipe_on_a_cpu(data, resolution, small_nest, gpu_batch, gpu_metric, gpu_widths,
+                                               monkeypatch, tmp_path):
+    """On a CPU the folder, imagenet64 and cifar10 presets train the CPU recipe (a small NesT against the DCGAN D
+    without BatchNorm, batch 32), as celeba does, and --dry-run says so on stderr; --device cuda keeps the GPU values
+    (nest-<resolution> against the residual D)."""
+    import torch
+
+    args = ["--dry-run", "--data", data, "--data-dir", str(tmp_path)]
+    result = run_cli(*args, "--device", "cpu")
+    cfg = json.loads(result.stdout)
+    assert {key: cfg[key] for key in CPU_RECIPE} == CPU_RECIPE and cfg["resolution"] == resolution
+    assert {key: cfg["generator"][key] for key in small_nest} == small_nest
+    assert f"config: [cpu] of {data} preset (the CPU recipe) applied: device is cpu; " in result.stderr
+    assert "d resnet -> dcgan" in result.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    result = run_cli(*args, "--device", "cuda")
+    cfg = json.loads(result.stdout)
+    assert (cfg["d"], cfg["batch"], cfg["metrics"], cfg["cpu_tables"]) == ("resnet", gpu_batch, [gpu_metric], [])
+    assert cfg["generator"]["widths"] == gpu_widths
+    assert f"config: [cpu] of {data} preset (the CPU recipe) not applied: device is cuda" in result.stderr
 
 
 def test_workers_is_not_an_alias_of_threads_and_resolutions_come_from_the_presets():
