@@ -20,30 +20,11 @@ from nestgan.race import cli, plan, runs, score
 from nestgan.race.runs import Snapshot, finished, nearest, run_snapshots
 from nestgan.threads import all_cores
 from test_metrics import PIXELS  # noqa: E402  (pytest puts tests/ on sys.path; registers the stand-in)
+from test_train_cli import TINY_TOML as TRAIN_CLI_TINY_TOML  # noqa: E402
 
 # test_train_cli's tiny 16 px run, whose ticks end only at a minute mark or at the end: every snapshot is one of those.
-RACE_TOML = """
-resolution = 16
-batch = 16
-tick_kimg = 10
-snap = 1000
-precision = "fp32"
-d = "resnet"
-augment = "color,translation"
-[data]
-max_images = 256
-[generator]
-arch = "nest"
-z_dim = 16
-init_size = 4
-block_size = 4
-widths = [32, 16, 16]
-depths = [1, 1, 1]
-heads = [2, 1, 1]
-[discriminator]
-channel_base = 128
-channel_max = 16
-"""
+RACE_TOML = TRAIN_CLI_TINY_TOML.replace("tick_kimg = 0.032\nsnap = 2\n", "tick_kimg = 10\nsnap = 1000\n")
+assert "snap = 1000" in RACE_TOML
 METRICS = "fid16_full,kid16_full"
 MINUTES = (0.005, 0.01)  # 0.3 and 0.6 training seconds
 

@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from nestgan.atomic import append_line, process_alive
 from nestgan.checkpoint import load_checkpoint
 from nestgan.race.plan import Job, Race, now, number, read_jsonl
 from nestgan.threads import OtherLoad, all_cores, usable_cpus
+from nestgan.training.guards import SignalRoute
 from nestgan.training.rundir import RUN_NAME, snapshots
 
 LOAD_PROBE_S = 2.0  # other load is measured this long before and after each training
@@ -68,7 +68,7 @@ def nearest(snaps: list[Snapshot], minutes: float) -> Snapshot:
     return min(snaps, key=lambda s: abs(s.train_s - minutes * 60))
 
 
-class Stop:
+class Stop(SignalRoute):
     """SIGINT / SIGTERM during the race: passed on to the trainings, which stop after a snapshot as they would alone
     (a second signal stops them at once); outside a training (scoring) the race stops at once. Scores already
     written stay; a rerun continues."""
@@ -76,7 +76,6 @@ class Stop:
     def __init__(self) -> None:
         self.requested = False
         self.trainings: list[subprocess.Popen] = []
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
@@ -88,15 +87,6 @@ class Stop:
         for proc in running:
             proc.send_signal(signal.SIGINT)
 
-    def __enter__(self) -> "Stop":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def probe_other_load() -> float | None:

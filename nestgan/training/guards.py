@@ -7,7 +7,7 @@ import contextlib
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import torch
 
@@ -26,14 +26,35 @@ class StopRequested(Exception):
     """A stop signal arrived inside StopSignals.interruptible()."""
 
 
-class StopSignals:
+Route = TypeVar("Route", bound="SignalRoute")
+
+
+class SignalRoute:
+    """A context manager that, while active, routes SIGINT and SIGTERM to self._handle and then restores the
+    handlers it replaced; signal handlers live in the main thread only, so elsewhere it does nothing."""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: Route) -> Route:
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class StopSignals(SignalRoute):
     """While active, SIGINT and SIGTERM (what cluster schedulers send before preemption) only raise a flag:
     the loop finishes its step, takes a snapshot and returns normally. A second signal stops at once, and so does
     the first one inside `interruptible()` (metrics, which may take long and come after the checkpoint is safe)."""
 
     def __init__(self) -> None:
         self.requested_by: str | None = None
-        self._previous: dict[int, Any] = {}
         self._interruptible = False
 
     @property
@@ -56,15 +77,6 @@ class StopSignals:
         finally:
             self._interruptible = False
 
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class Recovery:
