@@ -85,25 +85,37 @@ def process_cpu_seconds(pid: int) -> float:
 
 class OtherLoad:
     """CPUs that other processes keep busy between two calls of `measure()`: the busy time of the usable CPUs minus
-    this process's and its children's. Children still running are named by `pids` (read from /proc); finished ones
-    count through os.times once waited for, so a child ending between two calls is counted once."""
+    this process's and, with `children`, its children's. Children still running are named by `pids` (read from
+    /proc); finished ones count through os.times once waited for, so a child ending between two calls is counted
+    once."""
 
-    def __init__(self, pids: Callable[[], Iterable[int]] = tuple) -> None:
+    def __init__(self, pids: Callable[[], Iterable[int]] = tuple, children: bool = True) -> None:
         self.cpus = usable_cpus()
         self.pids = pids
+        self.children = children
+        self.restart()
+
+    @property
+    def measurable(self) -> bool:
+        return self._last[0] is not None
+
+    def restart(self) -> None:
+        """The next measurement starts now."""
         self._last = self._sample()
 
     def _sample(self) -> tuple[float | None, float, float]:
-        ours = _own_seconds() + _waited_children_seconds() + sum(map(process_cpu_seconds, self.pids()))
+        ours = _own_seconds()
+        if self.children:
+            ours += _waited_children_seconds() + sum(map(process_cpu_seconds, self.pids()))
         return _busy_seconds(self.cpus), ours, time.monotonic()
 
-    def measure(self) -> float | None:
+    def measure(self, min_interval: float = 0.0) -> float | None:
         """CPUs kept busy by other processes since the previous call (or since this was made); None where it cannot
-        be measured (no /proc/stat)."""
+        be measured (no /proc/stat) or less than `min_interval` seconds have passed."""
         now = self._sample()
         (busy0, ours0, t0), (busy1, ours1, t1) = self._last, now
         self._last = now
-        if busy0 is None or busy1 is None or t1 <= t0:
+        if busy0 is None or busy1 is None or t1 <= t0 or t1 - t0 < min_interval:
             return None
         return max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / (t1 - t0))
 
@@ -117,25 +129,16 @@ class ThreadGovernor:
 
     def __init__(self, threads: int = 0) -> None:
         self.fixed = threads or _omp_num_threads()
-        self.cpus = usable_cpus()
         self.limit = all_cores()
-        self._last = self._sample()
+        self.load = OtherLoad(children=False)  # subtracts this process only, not its children
 
     @property
     def active(self) -> bool:
-        return not self.fixed and self._last[0] is not None
-
-    def _sample(self) -> tuple[float | None, float, float]:
-        return _busy_seconds(self.cpus), _own_seconds(), time.monotonic()
+        return not self.fixed and self.load.measurable
 
     def others_busy(self) -> float:
         """CPUs kept busy by other processes since the previous measurement (0 where it cannot be measured)."""
-        now = self._sample()
-        (busy0, own0, t0), (busy1, own1, t1) = self._last, now
-        self._last = now
-        if busy0 is None or busy1 is None or t1 - t0 < 0.05:
-            return 0.0
-        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+        return self.load.measure(min_interval=0.05) or 0.0
 
     def adjust(self) -> tuple[int, int] | None:
         import torch
@@ -155,7 +158,7 @@ class ThreadGovernor:
     def start(self, settle_s: float = 0.3) -> tuple[int, int] | None:
         """The first choice, from what the other processes do during `settle_s` seconds of our idling."""
         if self.active:
-            self._last = self._sample()
+            self.load.restart()
             time.sleep(settle_s)
         return self.adjust()
 
