@@ -258,9 +258,11 @@ def _component(cls: type, values: dict[str, Any], family_key: str, table: dict[s
     return values.get(family_key, getattr(cls, family_key)), resolution
 
 
-def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1) -> TrainConfig:
+def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1,
+                cpu_recipe: bool | None = None) -> TrainConfig:
     """Resolve the training config from flags (nested like TrainConfig), an optional TOML file and the preset
-    nestgan/configs/<data>.toml of the dataset they name (default shapes)."""
+    nestgan/configs/<data>.toml of the dataset they name (default shapes). cpu_recipe: None applies the [cpu] tables
+    on a CPU only; True or False applies them or not on any device (to time both recipes on one machine)."""
     file = read_toml(config_file) if config_file else {}
     name = flags.get("data", {}).get("name") or table(file, "data", "config file").get("name") or "shapes"
     if name not in DATASETS:
@@ -270,6 +272,9 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
     on_cpu = resolve_device(device).type == "cpu"
     why_device = f"device is {device}" + ("" if device != "auto" else
                                           f" and torch sees {'no' if on_cpu else 'a'} CUDA device")
+    apply_cpu = on_cpu if cpu_recipe is None else cpu_recipe
+    if cpu_recipe is not None:
+        why_device = f"load_config was asked for cpu_recipe={cpu_recipe}"
     applied = []
     sources = []
     layers = []
@@ -284,7 +289,7 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
         cpu_keys = table(layer, "cpu", str(source))
         layer = {k: v for k, v in layer.items() if k != "cpu"}
         below.update(layer)
-        if on_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
+        if apply_cpu and cpu_keys:  # the [cpu] table replaces GPU-sized keys: the recipe and a FID that fits a CPU
             changes = [_describe_change(key, below, value) for key, value in cpu_keys.items()]
             sources.append(f"[cpu] of {what} (the CPU recipe) applied: {why_device}; "
                            f"{', '.join(filter(None, changes)) or 'no change'}")

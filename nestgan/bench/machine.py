@@ -1,9 +1,10 @@
-"""The machine a benchmark ran on: device name, torch, threads, load."""
+"""The machine a benchmark ran on: device name, torch, threads, load; on CUDA also the card, driver, CUDA and cuDNN."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,4 +37,30 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cpu":
         info["native_bf16"] = cpu_has_native_bf16()
+    if device.type == "cuda":
+        info.update(cuda_details(device))
     return info
+
+
+def cuda_details(device: torch.device) -> dict[str, Any]:
+    """The card's memory, SMs and capability, the driver (from nvidia-smi, None without it) and the CUDA and cuDNN
+    versions torch was built with."""
+    props = torch.cuda.get_device_properties(device)
+    return {
+        "gpu_memory_bytes": props.total_memory,
+        "gpu_multiprocessors": props.multi_processor_count,
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "driver_version": _nvidia_smi("driver_version"),
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version(),
+    }
+
+
+def _nvidia_smi(field: str) -> str | None:
+    """One --query-gpu field of the first GPU (the driver is the same for all)."""
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return next(iter(out.split()), None)

@@ -1,4 +1,5 @@
-"""Peak memory of one generator forward, measured in a fresh process per row (so earlier rows do not count)."""
+"""Peak memory of one generator forward, measured in a fresh process per row (so earlier rows do not count); on CUDA
+the allocator's peak is exact in-process too (cuda_peak_memory)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import concurrent.futures
 import multiprocessing
 import resource
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,6 +38,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+CUDA_MEMORY_KIND = "cuda max_memory_allocated (weights + activations)"
+
+
+def cuda_peak_memory(call: Callable[[], Any], device: torch.device) -> tuple[int, int]:
+    """(bytes allocated before, peak bytes allocated during) one call, from the CUDA allocator: exact in-process,
+    since blocks the allocator caches but no tensor holds do not count."""
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    call()
+    synchronize(device)
+    return before, torch.cuda.max_memory_allocated(device)
+
+
 def _forward_peak_memory(preset: dict[str, Any], batch: int, precision: str, device_type: str,
                          threads: int) -> tuple[int, int, str]:
     """(memory before, peak during one forward) in bytes and what they measure; run in a fresh process per row."""
@@ -44,11 +59,7 @@ def _forward_peak_memory(preset: dict[str, Any], batch: int, precision: str, dev
     generator = build_generator(preset).to(device).eval()
     forward = forward_call(generator, batch, precision, device)
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        forward()
-        synchronize(device)
-        return before, torch.cuda.max_memory_allocated(device), "cuda max_memory_allocated (weights + activations)"
+        return (*cuda_peak_memory(forward, device), CUDA_MEMORY_KIND)
     reset = _reset_peak_rss()
     before = _rss_bytes()[0]
     forward()

@@ -158,3 +158,86 @@ def write_outputs(result: dict[str, Any], out_dir: Path, tag: str, pairs: list[t
         else:
             _log('no plot: matplotlib is missing (pip install -e ".[plot]")')
     return written
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    if m["device"] != "cuda":
+        return f"Device: {m['device_name']}, {m['threads']} threads, torch {m['torch_version']}, {m['date']}"
+    return (f"Card: {m['device_name']} ({m['gpu_memory_bytes'] / 2**30:.0f} GiB, {m['gpu_multiprocessors']} SMs, "
+            f"capability {m['gpu_capability']}), driver {m['driver_version'] or 'unknown'}, CUDA {m['cuda_version']}, "
+            f"cuDNN {m['cudnn_version']}, torch {m['torch_version']}, Python {m['python']}, {m['date']}")
+
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def gpu_forward_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| generator | batch | precision | compiled | img/s | GFLOP/img | TFLOP/s | MFU | peak mem (MiB) "
+             "| compile s | status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        timed = "forward_images_per_s" in r
+        achieved = r["achieved_flops_per_s"] / 1e12 if timed else None
+        compile_s = f"{r['first_call_s']:.1f}" if timed and r["compiled"] else "-"
+        lines.append(
+            f"| {r['generator']} | {r['batch']} | {r['precision']} | {r['compile_mode'] if r['compiled'] else 'no'} "
+            f"| {_rate(r.get('forward_images_per_s'))} | {r['flops_per_image'] / 1e9:.2f} | {_rate(achieved)} "
+            f"| {_percent(r.get('mfu'))} | {_mib(r.get('peak_memory_bytes'))} | {compile_s} | {r['status']} |")
+    return lines
+
+
+def gpu_training_lines(run: dict[str, Any], data: str) -> list[str]:
+    """The training run, its export and the commands that score it on the CPU side."""
+    export, files = run["export"], run["export_files"]
+    lines = ["| recipe | G | D | G params (M) | batch | precision | minutes | kimg | img/s | export (bf16) |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| {run['recipe']} | {run['g']} | {run['d']} | {run['g_params'] / 1e6:.2f} | {run['batch']} "
+             f"| {run['precision']} | {run['minutes']:g} | {run['kimg']:.1f} | {_rate(run['train_images_per_s'])} "
+             f"| {export}: {run['export_bytes'] / 1e6:.1f} MB, sha256 {run['export_sha256'][:16]}... |", "",
+             "Score it on the CPU side, from the repository root, with the returned files in a writable folder OUT:",
+             "", "```bash"]
+    if files != [export]:
+        lines.append(f"cat {' '.join(f'OUT/{f}' for f in files)} > OUT/{export}  # it came back in parts")
+    lines += [f"python evaluate.py --ckpt OUT/{export} --metrics fid5k_full --data celeba "
+              f"--data-dir ../shared/data/celeba --out OUT/metric-fid5k_full.jsonl", "```", "",
+              f"(trained on the packed CelebA-64 images of {data}; log: {run['log']}, last sample grid: "
+              f"{run['samples']})"]
+    return lines
+
+
+def gpu_check_markdown(result: dict[str, Any]) -> str:
+    """The GPU check's report (nestgan.bench.gpu_check); parts not run yet, skipped or failed say so."""
+    settings, rows = result["settings"], result.get("forward", [])
+    out = ["# GPU check", "", _machine_line(result["machine"]), ""]
+    if "mfu_reference" in result:
+        ref = result["mfu_reference"]
+        out += [f"MFU = achieved FLOP/s over {ref['flops_per_s'] / 1e12:.1f} TFLOP/s: the {ref['source']}; a "
+                f"{ref['matmul_size']}^2 bf16 matmul ran at {ref['measured_bf16_matmul_flops_per_s'] / 1e12:.1f} "
+                f"TFLOP/s here. FLOPs: forward only (torch.utils.flop_counter); fp32 runs TF32 matmuls on CUDA.", ""]
+    parts = ", ".join(f"{name} {s:.0f} s" for name, s in result["parts_s"].items())
+    out += [f"Time: {parts}" + (f"; total {result['total_s']:.0f} s" if "total_s" in result else "")
+            + f" (budget {settings['budget_s']:.0f} s).", ""]
+    if rows:
+        out += ["## Generator forward", "", *gpu_forward_lines(rows), ""]
+    a, b = settings["ratio"].split(":")
+    if result.get("ratios"):
+        out += [f"## {a} : {b}", "", "Images/s of A over B in the same rounds (the NesT paper claims 8x for nest-64 : "
+                "transgan-64).", "", "| batch | precision | compiled | ratio |", "|---|---|---|---|"]
+        out += [f"| {x['batch']} | {x['precision']} | {'yes' if x['compiled'] else 'no'} | {x['ratio']:.2f}x |"
+                for x in result["ratios"]]
+        out.append("")
+    steps = result.get("steps")
+    if isinstance(steps, list):
+        out += ["## Training step", "", "The celeba preset's recipes, each a whole step (D, G, EMA) timed in the same "
+                "rounds:", "", *recipe_lines(steps), ""]
+    elif steps:
+        out += ["## Training step", "", steps, ""]
+    run = result.get("training")
+    if isinstance(run, dict):
+        out += ["## Training run", "", *gpu_training_lines(run, settings["data"]), ""]
+    elif run:
+        out += ["## Training run", "", run, ""]
+    for name, error in result["part_errors"].items():
+        out += [f"Part '{name}' failed: {error.strip().splitlines()[-1]}", ""]
+    return "\n".join(out)

@@ -18,7 +18,7 @@ from nestgan.bench.machine import machine_info
 from nestgan.bench.memory import peak_memory
 from nestgan.bench.timing import (MATMUL, forward_call, matmul_call, profile_forward, time_interleaved, training_call,
                                   training_call_of)
-from nestgan.config import load_config
+from nestgan.config import TrainConfig, load_config
 from nestgan.device import PRECISIONS, check_precision
 from nestgan.errors import ConfigError
 from nestgan.networks import build_generator
@@ -153,14 +153,22 @@ def recipe_rates(paths: list[str], data: str, precisions: list[str], device: tor
         cfgs = {path: load_config({"data": {"name": data}, "precision": precision, "device": device.type}, path)
                 for path in paths}
         log(f"recipes: {precision}: {', '.join(Path(p).stem for p in paths)}")
-        calls = {path: training_call_of(cfg, device) for path, cfg in cfgs.items()}
-        seconds = time_interleaved(calls, repeats, warmup, device)
-        del calls
-        for path, cfg in cfgs.items():
-            rows.append({"recipe": Path(path).stem, "config": path, "data": data, "g": cfg.g, "d": cfg.d,
-                         "resolution": cfg.resolution, "batch": cfg.batch, "precision": precision,
-                         "train_images_per_s": _median_rate(cfg.batch, seconds[path]), "train_seconds": seconds[path]})
+        rows += [{**row, "recipe": Path(row["recipe"]).stem, "config": row["recipe"]}
+                 for row in time_recipes(cfgs, device, repeats=repeats, warmup=warmup)]
     return rows
+
+
+def time_recipes(cfgs: dict[str, TrainConfig], device: torch.device, *, repeats: int,
+                 warmup: int) -> list[dict[str, Any]]:
+    """Training-step images/s of training configs (name -> config), each at its own batch and precision, all
+    timed in the same rounds."""
+    calls = {name: training_call_of(cfg, device) for name, cfg in cfgs.items()}
+    seconds = time_interleaved(calls, repeats, warmup, device)
+    del calls
+    return [{"recipe": name, "data": cfg.data.name, "g": cfg.g, "d": cfg.d, "resolution": cfg.resolution,
+             "batch": cfg.batch, "precision": cfg.precision,
+             "train_images_per_s": _median_rate(cfg.batch, seconds[name]), "train_seconds": seconds[name]}
+            for name, cfg in cfgs.items()]
 
 
 def measure_loader(data: tuple[str, str | None], resolutions: list[int], batches: list[int], n_batches: int,

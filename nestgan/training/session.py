@@ -40,10 +40,15 @@ def configure_device(cfg: TrainConfig, device: torch.device) -> ThreadGovernor:
     if device.type == "cpu":
         threads.start()
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        configure_cuda()
     return threads
+
+
+def configure_cuda() -> None:
+    """What training runs with on CUDA (and benchmarks time with): TF32 matmuls and convolutions, cuDNN autotuning."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
 
 
 def preflight(cfg: TrainConfig, world: World) -> None:
