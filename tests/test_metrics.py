@@ -495,3 +495,54 @@ def test_fid_with_real_inception_separates_celeba_from_tiny_imagenet(inception, 
     same, cross = fid_of_few_features(a, b), fid_of_few_features(a, imagenet_features)
     print(f"FID celeba/celeba {same:.1f}, celeba/tiny-imagenet {cross:.1f} ({N_PER_SET} images each)")
     assert 0 < same < 0.5 * cross, (same, cross)
+
+
+def test_compile_modes_auto_compiles_only_passes_long_enough_to_pay():
+    assert not fidelity.should_compile("auto", fidelity.COMPILE_MIN_IMAGES - 1)
+    assert fidelity.should_compile("auto", fidelity.COMPILE_MIN_IMAGES)
+    assert fidelity.should_compile("on", 1) and not fidelity.should_compile("off", 10**6)
+    with pytest.raises(ConfigError, match="compile must be one of auto, on, off"):
+        fidelity.should_compile("always", 1)
+
+
+def test_compiled_extractor_pads_ragged_batches_to_one_shape_and_gives_the_same_metric(tmp_path, monkeypatch):
+    G, data = TinyGenerator(), shapes(tmp_path)
+    shapes_seen = []
+
+    def spy(module, batch_size):
+        compiled = torch.compile(module, dynamic=False)
+        return lambda batch: shapes_seen.append(tuple(batch.shape)) or compiled(batch)
+
+    monkeypatch.setattr(fidelity, "_compiled", spy)
+    common = dict(cache_dir=tmp_path / "cache", feature_extractor=PIXELS, batch_size=8)
+    compiled = evaluate_metrics(G, data, ["fid20", "kid20"], "cpu", compile="on", **common)
+    eager = evaluate_metrics(G, data, ["fid20", "kid20"], "cpu", compile="off", **common)
+    # 40 reals and 20 generated images in batches of 8: the last batch of each is short and goes in padded
+    assert shapes_seen and set(shapes_seen) == {(8, 3, 8, 8)}
+    for name, value in eager.values.items():
+        assert compiled.values[name] == pytest.approx(value, rel=1e-5, abs=1e-9), name
+
+
+def test_bfloat16_extraction_is_opt_in_and_records_its_deviation(tmp_path):
+    G, data = TinyGenerator(), shapes(tmp_path)
+    common = dict(cache_dir=tmp_path / "cache", feature_extractor=PIXELS, compile="off")
+    exact = evaluate_metrics(G, data, ["fid20"], "cpu", **common)
+    fast = evaluate_metrics(G, data, ["fid20"], "cpu", internal_dtype="bfloat16", **common)
+    assert exact.bf16_feature_deviation is None and "bf16_feature_deviation" not in exact.record(exact.specs[0])
+    assert 0 < fast.bf16_feature_deviation < 0.05
+    assert fast.record(fast.specs[0])["bf16_feature_deviation"] == fast.bf16_feature_deviation
+    assert fast.record(fast.specs[0])["internal_dtype"] == "bfloat16"
+    assert fast.values["fid20"] == pytest.approx(exact.values["fid20"], rel=0.05)
+
+
+def test_compiled_inception_gives_the_same_features_and_fid_on_celeba(inception, celeba_64, celeba_features):
+    """torch.compile with frozen weights (BatchNorm folded into the convolutions) changes the real Inception's
+    features only by float32 rounding, and the FID between two CelebA halves by far less than 1e-4 relative.
+    48-image batches make the last one short, so padding is covered too."""
+    extractor = fidelity.Extractor(inception, torch.device("cpu"), 48, compiled=True, internal_dtype="float32")
+    images = torch.from_numpy(np.array(celeba_64.images))
+    compiled = torch.cat([extractor(batch)[0] for batch in images.split(48)])
+    assert extractor.compiled is not None  # it compiled, rather than falling back to eager
+    assert ((compiled - celeba_features).abs().max() / celeba_features.abs().max()).item() < 1e-4
+    halves = [(f[:N_PER_SET].numpy(), f[N_PER_SET:].numpy()) for f in (compiled, celeba_features)]
+    assert fid_of_few_features(*halves[0]) == pytest.approx(fid_of_few_features(*halves[1]), rel=1e-4)

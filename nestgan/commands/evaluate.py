@@ -22,6 +22,7 @@ from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
+from nestgan.metrics.fidelity import COMPILE_MIN_IMAGES, COMPILE_MODES, INTERNAL_DTYPES
 from nestgan.metrics.kinds import METRIC_KINDS
 from nestgan.presets import dataset_preset
 from nestgan.threads import choose_threads
@@ -75,8 +76,12 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch", type=int, default=64, show_default=True, help="Images per Inception / generator call.")
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
-              help="Arithmetic inside Inception (float64: slower, a hair more exact).")
+@click.option("--dtype", type=click.Choice(INTERNAL_DTYPES), default="float32", show_default=True,
+              help="Arithmetic inside Inception (float64: slower, a hair more exact; bfloat16: faster where the CPU "
+                   "or GPU has it, but its FIDs are not comparable with float32 ones: the deviation is logged).")
+@click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="auto", show_default=True,
+              help=f"torch.compile Inception (same features to float32 rounding); auto: for passes of at least "
+                   f"{COMPILE_MIN_IMAGES} images, where the compile pays.")
 @click.option("--threads", type=int, help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated images' latents.")
 @click.option("--cache-dir", type=str, help="Prepared data / reference statistics [checkpoint's, $NESTGAN_CACHE or ~/.cache/nestgan].")
@@ -95,6 +100,7 @@ def main(
     batch: int,
     inception_weights: str | None,
     dtype: str,
+    compile_mode: str,
     threads: int | None,
     seed: int,
     cache_dir: str | None,
@@ -137,6 +143,7 @@ def main(
         weights=inception_weights,
         internal_dtype=dtype,
         seed=seed,
+        compile=compile_mode,
     )
     for spec in report.specs:
         # where in its run the checkpoint stands, as in the metric-*.jsonl that training writes

@@ -43,7 +43,12 @@ from nestgan.progress import image_progress
 
 log = logging.getLogger("nestgan.metrics")
 
-INTERNAL_DTYPES = ("float32", "float64")
+# bfloat16: fp32 weights under bf16 autocast, an opt-in that trades FID comparability for speed (each evaluation
+# logs and records how far its features deviate from float32's).
+INTERNAL_DTYPES = ("float32", "float64", "bfloat16")
+COMPILE_MODES = ("auto", "on", "off")
+# auto compiles a pass of at least this many images: below it, inductor's compile costs more than it saves.
+COMPILE_MIN_IMAGES = 2000
 CACHE_VERSION = 1  # bump when the cached content or the way reals are chosen changes
 REFERENCE_SUBSET_SEED = 0  # which N reals a non-_full metric uses; fixed so every run shares one reference
 
@@ -77,6 +82,82 @@ def build_feature_extractor(
     return extractor.to(device, memory_format=torch.channels_last).eval()
 
 
+_built: dict[tuple, nn.Module] = {}  # the last extractor built in this process: training metrics reuse it
+
+
+def cached_feature_extractor(
+    name: str, layers: list[str], weights_path: Path | None, internal_dtype: str, device: torch.device
+) -> nn.Module:
+    """build_feature_extractor, built once per process for the same arguments (one kept at a time)."""
+    module_dtype = "float32" if internal_dtype == "bfloat16" else internal_dtype  # bf16 is autocast, see Extractor
+    key = (name, tuple(layers), str(weights_path), module_dtype, str(device))
+    if key not in _built:
+        _built.clear()
+        _built[key] = build_feature_extractor(name, layers, weights_path, module_dtype, device)
+    return _built[key]
+
+
+class Extractor:
+    """The feature network as the metrics call it: uint8 batches in, float32 features per layer out.
+
+    Compiled (torch.compile with frozen weights: BatchNorm folded into the convolutions, element-wise ops fused),
+    every batch is padded to `batch_size` so the graph compiles once; each image's features do not depend on the
+    others in its batch (eval-mode BatchNorm), so padding changes nothing. A compile that fails (no C++ compiler,
+    say) falls back to eager with a warning. Under bfloat16 the first batch also runs in float32 and the largest
+    relative deviation of its features is kept in `bf16_deviation`.
+    """
+
+    def __init__(self, module: nn.Module, device: torch.device, batch_size: int, compiled: bool, internal_dtype: str):
+        self.module, self.device, self.batch_size = module, device, batch_size
+        self.bf16 = internal_dtype == "bfloat16"
+        self.compiled = _compiled(module, batch_size) if compiled else None
+        self.bf16_deviation: float | None = None
+
+    def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(batch)
+            except Exception as e:  # inductor needs a working C++ toolchain; the eager module always works
+                log.warning("warning: torch.compile of the feature extractor failed (%s: %s); extracting without it",
+                            type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+                self.compiled = None
+                _compiled_cache.clear()
+        return self.module(batch)
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = len(batch)
+        if self.compiled is not None and n < self.batch_size:
+            batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+            feats = tuple(f[:n].float() for f in self._run(batch))
+        if self.bf16 and self.bf16_deviation is None:
+            exact = self.module(batch)
+            self.bf16_deviation = max(float((f - e[:n]).abs().max() / e[:n].abs().max().clamp_min(1e-12))
+                                      for f, e in zip(feats, exact))
+            log.warning("warning: bfloat16 Inception (opt-in): features deviate from float32 by up to %.2g "
+                        "(relative, first batch); its FIDs are not comparable with float32 ones", self.bf16_deviation)
+        return feats
+
+
+_compiled_cache: dict[tuple[int, int], nn.Module] = {}  # (id of the module, batch size) -> its compiled graph
+
+
+def _compiled(module: nn.Module, batch_size: int) -> nn.Module:
+    key = (id(module), batch_size)
+    if key not in _compiled_cache:
+        _compiled_cache.clear()
+        _compiled_cache[key] = torch.compile(module, dynamic=False, options={"freezing": True})
+    return _compiled_cache[key]
+
+
+def should_compile(mode: str, images: int) -> bool:
+    """Whether to compile the extractor for a pass over `images` images (auto: only when the compile pays)."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{mode}'")
+    return mode == "on" or (mode == "auto" and images >= COMPILE_MIN_IMAGES)
+
+
 def _default_layer(extractor: str, kind: str) -> str:
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
@@ -86,14 +167,14 @@ def _default_layer(extractor: str, kind: str) -> str:
 
 
 @torch.no_grad()
-def _extract(extractor: nn.Module, layers: list[str], batches, progress: tqdm) -> dict[str, torch.Tensor]:
+def _extract(extractor: Extractor, layers: list[str], batches, progress: tqdm) -> dict[str, torch.Tensor]:
     """Run uint8 batches through the extractor, counting images on `progress`; features per layer, float32 on
     the CPU."""
     out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     with progress:
         for batch in batches:
             for layer, feats in zip(layers, extractor(batch)):
-                out[layer].append(feats.float().cpu())
+                out[layer].append(feats.cpu())
             progress.update(len(batch))
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
@@ -176,6 +257,12 @@ class _Reference:
         self._features: torch.Tensor | None = None
         self._writable: bool | None = None
 
+    def needs_extraction(self) -> bool:
+        """Whether the reals must go through the extractor (nothing cached that this reference needs)."""
+        if self._features is not None:
+            return False
+        return not (self.features_path if self.keep_features else self.stats_path).is_file()
+
     def _cacheable(self) -> bool:
         """Whether the results can be kept; asked only once one is missing, so a complete read-only cache sees no
         write at all. A read-only one is a warning: the metric is computed all the same, as on a full disk."""
@@ -232,6 +319,7 @@ def evaluate_metrics(
     seed: int = 0,
     feature_extractor: str = INCEPTION,
     progress: bool | None = None,
+    compile: str = "auto",
 ) -> MetricsReport:
     """Compute the named metrics of `generator` against `dataset` (.images uint8 (N, 3, R, R), .pixels_id).
 
@@ -240,7 +328,8 @@ def evaluate_metrics(
     `weights`: the feature extractor's weights file; for Inception None means the offline resolution order of
     nestgan.metrics.inception_weights. `cache_dir`: $NESTGAN_CACHE or ~/.cache/nestgan by default.
     `progress`: bars with rate and ETA on stderr for generating and feature extraction; None: only when stderr is
-    a terminal.
+    a terminal. `compile`: torch.compile the extractor (on | off | auto: when this call extracts enough images for
+    the compile to pay); the features stay the same to float32 rounding.
     """
     from nestgan.data import default_cache_dir
 
@@ -248,6 +337,7 @@ def evaluate_metrics(
     specs = list({spec.name: spec for spec in map(parse_metric_name, names)}.values())
     if not specs:
         raise ConfigError(f"no metric given; metric names are {METRIC_GRAMMAR}")
+    should_compile(compile, 0)  # checks the mode before any work
     if internal_dtype not in INTERNAL_DTYPES:
         raise ConfigError(f"internal dtype must be one of {', '.join(INTERNAL_DTYPES)}, got '{internal_dtype}'")
     if batch_size < 1:
@@ -279,7 +369,7 @@ def evaluate_metrics(
 
     layer_of = {spec.name: _default_layer(feature_extractor, spec.kind) for spec in specs}
     layers = sorted(set(layer_of.values()))
-    extractor = build_feature_extractor(feature_extractor, layers, weights_path, internal_dtype, device)
+    module = cached_feature_extractor(feature_extractor, layers, weights_path, internal_dtype, device)
 
     def extract_reals(layer: str):
         def run(indices: np.ndarray) -> torch.Tensor:
@@ -300,6 +390,8 @@ def evaluate_metrics(
         references[(n, layer)] = _Reference(dataset, n, stem, cache_root / "fidelity", extract_reals(layer), keep)
 
     num_gen = max(spec.num_gen for spec in specs)
+    to_extract = num_gen + sum(ref.num_reals for ref in references.values() if ref.needs_extraction())
+    extractor = Extractor(module, device, batch_size, should_compile(compile, to_extract), internal_dtype)
     if isinstance(generator, torch.Tensor):
         if len(generator) < num_gen:
             raise DataError(f"{max(specs, key=lambda s: s.num_gen).name} needs {num_gen} generated images, "
@@ -339,4 +431,5 @@ def evaluate_metrics(
         seed=seed,
         device=str(device),
         wall_s=time.perf_counter() - start,
+        bf16_feature_deviation=extractor.bf16_deviation,
     )

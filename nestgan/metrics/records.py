@@ -65,6 +65,7 @@ class MetricsReport:
     seed: int
     device: str
     wall_s: float
+    bf16_feature_deviation: float | None = None  # internal_dtype bfloat16: largest relative deviation from float32
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def record(self, spec: MetricSpec, checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class MetricsReport:
             "wall_s": round(self.wall_s, 3),
             "checkpoint": str(checkpoint) if checkpoint is not None else None,
             "timestamp": self.timestamp,
-        }
+        } | ({} if self.bf16_feature_deviation is None else {"bf16_feature_deviation": self.bf16_feature_deviation})
 
 
 def append_metric_line(jsonl_path: str | os.PathLike, record: dict[str, Any]) -> None:
