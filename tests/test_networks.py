@@ -13,7 +13,7 @@ from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generat
                               generator_preset)
 from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
                                   PixelShuffleDeaggregation, blockify, unblockify)
-from nestgan.networks.transformer import AdaptiveLayerNorm
+from nestgan.networks.transformer import AdaptiveLayerNorm, Attention
 from nestgan.networks.summary import count_flops, count_parameters, forward_flops
 from nestgan.presets import preset_names
 
@@ -288,29 +288,45 @@ def test_modulated_generator_feeds_w_to_every_level_and_every_parameter_learns()
 
 
 def test_border_conv_mixes_neighbouring_blocks_inside_a_level():
-    border = BorderConv(4, block_size=2)
+    border = BorderConv(4)
     torch.nn.init.normal_(border.conv.weight)  # a trained conv; a fresh one is zero
     plane = torch.randn(1, 4, 4, 4)
     changed = plane.clone()
     changed[0, 0:2, 0:2] += 1.0  # block 0 of a 2x2-token tiling
     with torch.no_grad():
-        delta = unblockify(border(blockify(changed, 2)) - border(blockify(plane, 2)), 2).abs().sum(dim=-1)[0]
+        delta = (border(changed) - border(plane)).abs().sum(dim=-1)[0]
     assert delta[0:2, 2].min() > 0 and delta[2, 0:2].min() > 0  # the right and lower neighbours react
     assert delta[3, :].max() == 0 and delta[:, 3].max() == 0  # nothing beyond the 3x3 reach
-    fresh = BorderConv(4, block_size=2)
-    assert torch.equal(fresh(blockify(plane, 2)), blockify(plane, 2))  # zero-initialised: the identity
+    assert torch.equal(BorderConv(4)(plane), plane)  # zero-initialised: the identity
 
 
-def test_conv_mlp_mixes_neighbouring_blocks_and_keeps_the_token_layout():
-    mlp = ConvMlp(4, ratio=2.0, block_size=2)
+def test_conv_mlp_mixes_neighbouring_blocks_and_keeps_the_map_layout():
+    mlp = ConvMlp(4, ratio=2.0)
     plane = torch.randn(1, 4, 4, 4)
     changed = plane.clone()
-    changed[0, 0:2, 0:2] += 1.0  # block 0
+    changed[0, 0:2, 0:2] += 1.0  # block 0 of a 2x2-token tiling
     with torch.no_grad():
-        out = mlp(blockify(plane, 2))
-        delta = unblockify(mlp(blockify(changed, 2)) - out, 2).abs().sum(dim=-1)[0]
-    assert out.shape == (1, 4, 4, 4)  # (B, T, N, C)
+        out = mlp(plane)
+        delta = (mlp(changed) - out).abs().sum(dim=-1)[0]
+    assert out.shape == (1, 4, 4, 4) and out.is_contiguous()  # (B, H, W, C)
     assert delta[0:2, 2].min() > 0 and delta[2, 0:2].min() > 0 and delta[3, :].max() == 0
+
+
+@pytest.mark.parametrize("size, block", [(8, 4), (8, 2), (4, 4)])
+def test_block_attention_on_the_plane_equals_attention_over_blockified_tokens(size, block):
+    """Gathering q, k, v into blocks inside the attention gives what attention over blockify's (B, T, N, C) tokens
+    gives, the reference layout of NesT's blocks, forward and backward."""
+    torch.manual_seed(0)
+    within = Attention(16, heads=2, block_size=block)
+    reference = Attention(16, heads=2)
+    reference.load_state_dict(within.state_dict())
+    x = torch.randn(2, size, size, 16, requires_grad=True)
+    out = within(x)
+    expected = unblockify(reference(blockify(x, block)), block)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("out_patch, size", [(1, 8), (2, 16)])

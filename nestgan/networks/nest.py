@@ -6,8 +6,8 @@ block de-aggregation step upsamples on the image plane (so a 3x3 conv can mix ne
 blocks grows x4. A per-pixel head turns the last map into RGB; with out_conv, a residual 3x3 conv first mixes each
 pixel with its neighbours, the only step after the last level that crosses a block border.
 
-The map travels channels-last, (B, H, W, C), so blockify/unblockify are views plus one copy each and the convs see
-channels_last memory.
+The map stays on the image plane, (B, H, W, C) channels-last, at every step: LayerNorms, MLPs, residual adds and
+the convs (channels_last memory) work on it where it lies, and only attention gathers each block's tokens.
 """
 
 from __future__ import annotations
@@ -41,42 +41,37 @@ def unblockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 class BorderConv(nn.Module):
-    """x + depthwise conv3x3(x) on the image plane, before a layer's attention (CPVT's positional encoding
+    """x + depthwise conv3x3(x) on the map (B, H, W, C), before a layer's attention (CPVT's positional encoding
     generator): each token sees its eight neighbours, across block borders too, so neighbouring blocks agree where
     they meet. Zero-initialised, without drawing random numbers, like OutConv.
     """
 
-    def __init__(self, dim: int, block_size: int) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
-        self.block_size = block_size
         self.conv = nn.utils.skip_init(nn.Conv2d, dim, dim, kernel_size=3, padding=1, groups=dim)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plane = unblockify(x, self.block_size).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
-        mixed = self.conv(plane).permute(0, 2, 3, 1)  # (B, H, W, C)
-        return x + blockify(mixed.contiguous(), self.block_size)  # (B, T, N, C)
+        return x + self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, C), no copy either way
 
 
 class ConvMlp(nn.Module):
-    """The MLP with a depthwise 3x3 conv on its hidden units, on the image plane (SegFormer's Mix-FFN, CeiT's
+    """The MLP with a depthwise 3x3 conv on its hidden units, on the map (B, H, W, C) (SegFormer's Mix-FFN, CeiT's
     LeFF): Linear, dwconv, GELU, Linear. Every layer then mixes each token with its neighbours, across block borders
     too, the locality a convolutional generator has from its first step.
     """
 
-    def __init__(self, dim: int, ratio: float, block_size: int) -> None:
+    def __init__(self, dim: int, ratio: float) -> None:
         super().__init__()
         hidden = int(dim * ratio)
-        self.block_size = block_size
         self.fc1 = nn.Linear(dim, hidden)
         self.conv = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plane = unblockify(self.fc1(x), self.block_size).permute(0, 3, 1, 2)  # (B, 4C, H, W), channels_last strides
-        hidden = F.gelu(self.conv(plane)).permute(0, 2, 3, 1)  # (B, H, W, 4C)
-        return self.fc2(blockify(hidden.contiguous(), self.block_size))  # (B, T, N, C)
+        hidden = self.conv(self.fc1(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, 4C)
+        return self.fc2(F.gelu(hidden))  # (B, H, W, C)
 
 
 class NesTLevel(nn.Module):
@@ -91,19 +86,19 @@ class NesTLevel(nn.Module):
         num_blocks = (map_size // block_size) ** 2
         self.pos_embed = nn.Parameter(torch.zeros(1, num_blocks, block_size**2, dim))
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, heads, mlp_ratio, parallel, style_dim,
-                             ConvMlp(dim, mlp_ratio, block_size) if mlp_conv else None)
+            TransformerLayer(dim, heads, mlp_ratio, parallel, style_dim, ConvMlp(dim, mlp_ratio) if mlp_conv else None,
+                             block_size)
             for _ in range(depth)
         )
-        self.border_convs = nn.ModuleList(BorderConv(dim, block_size) for _ in range(depth if border_conv else 0))
+        self.border_convs = nn.ModuleList(BorderConv(dim) for _ in range(depth if border_conv else 0))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        x = blockify(x, self.block_size) + self.pos_embed  # (B, T, N, C): blocks act as batch in attention
+        x = x + unblockify(self.pos_embed, self.block_size)  # (B, H, W, C); pos_embed is stored per block
         for i, layer in enumerate(self.layers):
             if self.border_convs:
                 x = self.border_convs[i](x)
             x = layer(x, w)  # attention never crosses a block border
-        return unblockify(x, self.block_size)  # (B, H, W, C)
+        return x  # (B, H, W, C)
 
 
 class ConvDeaggregation(nn.Module):

@@ -11,26 +11,48 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over the token axis of (batch, tokens, channels); one fused qkv projection."""
+    """Multi-head self-attention with one fused qkv projection. block_size 0: over the token axis of
+    (..., tokens, C), every leading index its own sequence (TransGAN). block_size s: over each s x s block of an
+    image-plane map (B, H, W, C), the blocks acting as batch (NesT); the map stays on the plane, only q, k and v are
+    gathered into blocks (one copy) and the result scattered back (one copy)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, block_size: int = 0) -> None:
         super().__init__()
         self.heads = heads
+        self.block_size = block_size
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead, (n, c) = x.shape[:-2], x.shape[-2:]  # (..., n, c): every leading index is its own sequence
+        if self.block_size:
+            return self._within_blocks(x)
+        lead, (n, c) = x.shape[:-2], x.shape[-2:]
         x = x.reshape(-1, n, c)
         b = x.shape[0]
         # (b, n, 3c) -> (3, b, heads, n, c/heads)
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
-        # (NesT's blocks of 16 tokens): 463 against 55 ms for 2048 blocks x 4 heads on an AVX512-BF16 CPU.
-        cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
-        with sdpa_kernel(SDPBackend.MATH) if cpu_bf16 else contextlib.nullcontext():
-            x = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, c/heads)
+        x = _attend(q, k, v)  # (b, heads, n, c/heads)
         return self.proj(x.transpose(1, 2).reshape(*lead, n, c))
+
+    def _within_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        s, d = self.block_size, c // self.heads
+        gh, gw = h // s, w // s  # blocks per column and row
+        # (B, H, W, 3C) -> (3, B*T, heads, N, d), T = gh*gw blocks in row-major order, N = s*s tokens each
+        qkv = self.qkv(x).view(b, gh, s, gw, s, 3, self.heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        q, k, v = qkv.reshape(3, b * gh * gw, self.heads, s * s, d)
+        x = _attend(q, k, v)  # (B*T, heads, N, d)
+        # (B, gh, gw, heads, s, s, d) -> (B, gh, s, gw, s, heads, d) = (B, H, W, C)
+        x = x.view(b, gh, gw, self.heads, s, s, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
+        return self.proj(x)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
+    # (NesT's blocks of 16 tokens): 463 against 55 ms for 2048 blocks x 4 heads on an AVX512-BF16 CPU.
+    cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
+    with sdpa_kernel(SDPBackend.MATH) if cpu_bf16 else contextlib.nullcontext():
+        return F.scaled_dot_product_attention(q, k, v)
 
 
 class Mlp(nn.Sequential):
@@ -67,7 +89,7 @@ class AdaptiveLayerNorm(nn.LayerNorm):
 class TransformerLayer(nn.Module):
     """Pre-LN layer: x + attn(ln(x)), then x + mlp(ln(x)); or both branches side by side when `parallel`.
     With style_dim > 0 both LayerNorms are modulated by a style vector w (AdaptiveLayerNorm); `mlp` replaces the
-    token-wise MLP (NesT's ConvMlp).
+    token-wise MLP (NesT's ConvMlp); block_size > 0 makes it a NesT layer on an image-plane map (see Attention).
 
     The parallel form (Touvron et al. 2022, "Three things everyone should know about Vision Transformers") lets
     attention and MLP read the same input, removing a dependency between the two branches. Measured here at equal
@@ -75,11 +97,11 @@ class TransformerLayer(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, parallel: bool = False,
-                 style_dim: int = 0, mlp: nn.Module | None = None) -> None:
+                 style_dim: int = 0, mlp: nn.Module | None = None, block_size: int = 0) -> None:
         super().__init__()
         self.parallel = parallel
         self.norm1 = AdaptiveLayerNorm(dim, style_dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, block_size)
         self.norm2 = AdaptiveLayerNorm(dim, style_dim)
         self.mlp = mlp if mlp is not None else Mlp(dim, mlp_ratio)
 
