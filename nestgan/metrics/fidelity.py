@@ -86,11 +86,12 @@ _built: dict[tuple, nn.Module] = {}  # the last extractor built in this process:
 
 
 def cached_feature_extractor(
-    name: str, layers: list[str], weights_path: Path | None, internal_dtype: str, device: torch.device
+    name: str, layers: list[str], weights_path: Path | None, weights_id: str, internal_dtype: str, device: torch.device
 ) -> nn.Module:
-    """build_feature_extractor, built once per process for the same arguments (one kept at a time)."""
+    """build_feature_extractor, built once per process for the same arguments and weights' content (weights_id, their
+    sha256); one kept at a time."""
     module_dtype = "float32" if internal_dtype == "bfloat16" else internal_dtype  # bf16 is autocast, see Extractor
-    key = (name, tuple(layers), str(weights_path), module_dtype, str(device))
+    key = (name, tuple(layers), str(weights_path), weights_id, module_dtype, str(device))
     if key not in _built:
         _built.clear()
         _built[key] = build_feature_extractor(name, layers, weights_path, module_dtype, device)
@@ -369,7 +370,7 @@ def evaluate_metrics(
 
     layer_of = {spec.name: _default_layer(feature_extractor, spec.kind) for spec in specs}
     layers = sorted(set(layer_of.values()))
-    module = cached_feature_extractor(feature_extractor, layers, weights_path, internal_dtype, device)
+    module = cached_feature_extractor(feature_extractor, layers, weights_path, weights_id, internal_dtype, device)
 
     def extract_reals(layer: str):
         def run(indices: np.ndarray) -> torch.Tensor:
