@@ -20,7 +20,6 @@ torch-fidelity: nothing on this path imports it) and takes only a few MB of file
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import shutil
@@ -274,7 +273,7 @@ def train_and_export(data: Path, out: Path, work: Path, recipe: str, minutes: fl
                      device: torch.device, batch: int | None) -> dict[str, Any]:
     """Train a recipe for `minutes` on the packed images, export its last G_ema in bf16 into `out` (in parts when
     large), and copy the run's log and last sample grid beside it."""
-    from nestgan.checkpoint import load_generator
+    from nestgan.checkpoint import load_generator, sha256_of
     from nestgan.commands.generate import write_export
     from nestgan.training import train
     from nestgan.training.rundir import snapshots
@@ -289,7 +288,7 @@ def train_and_export(data: Path, out: Path, work: Path, recipe: str, minutes: fl
     export = out / f"celeba64-{recipe}-recipe-{minutes:g}min-bf16.safetensors"
     write_export(str(checkpoint), export, raw=False, dtype="bf16", force=True)
     generator, _, progress = load_generator(export)
-    digest, size = hashlib.sha256(export.read_bytes()).hexdigest(), export.stat().st_size
+    digest, size = sha256_of(export), export.stat().st_size
     files = [p.name for p in split_file(export, PART_BYTES)]
     shutil.copyfile(run_dir / "log.txt", out / "train-log.txt")
     stamp = checkpoint.stem.removeprefix("network-snapshot-")
