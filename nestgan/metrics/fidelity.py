@@ -141,11 +141,13 @@ class Extractor:
         return feats
 
 
-_compiled_cache: dict[tuple[int, int], nn.Module] = {}  # (id of the module, batch size) -> its compiled graph
+# (module, batch size) -> its compiled graph; the key holds the module itself, so a later module at a reused id()
+# can never be handed another's graph
+_compiled_cache: dict[tuple[nn.Module, int], nn.Module] = {}
 
 
 def _compiled(module: nn.Module, batch_size: int) -> nn.Module:
-    key = (id(module), batch_size)
+    key = (module, batch_size)
     if key not in _compiled_cache:
         _compiled_cache.clear()
         _compiled_cache[key] = torch.compile(module, dynamic=False, options={"freezing": True})
