@@ -12,7 +12,7 @@ from nestgan.loss import r1_penalty
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, discriminator_preset,
                               generator_preset)
 from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
-                                  PixelShuffleDeaggregation, blockify, unblockify)
+                                  PixelShuffleDeaggregation, unblockify)
 from nestgan.networks.transformer import AdaptiveLayerNorm, Attention
 from nestgan.networks.summary import count_flops, count_parameters, forward_flops
 from nestgan.presets import preset_names
@@ -164,6 +164,15 @@ def test_bf16_block_attention_on_cpu_matches_fp32():
     torch.testing.assert_close(out16.float(), out32, atol=0.05, rtol=0.05)
     for g16, g32 in zip((p.grad for p in level.parameters()), grads32):
         assert torch.nn.functional.cosine_similarity(g16.flatten().float(), g32.flatten(), dim=0) > 0.98
+
+
+def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The reference block layout, unblockify's inverse: (B, H, W, C) -> (B, T, N, C), T = (H/s)*(W/s) blocks in
+    row-major order, N = s*s tokens per block."""
+    b, h, w, c = x.shape
+    s = block_size
+    x = x.view(b, h // s, s, w // s, s, c).transpose(2, 3)  # (B, H/s, W/s, s, s, C)
+    return x.reshape(b, (h // s) * (w // s), s * s, c)
 
 
 def test_blockify_unblockify_exact_inverses_and_layout():

@@ -23,16 +23,9 @@ from nestgan.errors import ConfigError
 from nestgan.networks.transformer import AdaptiveLayerNorm, TransformerLayer, init_vit_weights
 
 
-def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B, T, N, C): T = (H/s)*(W/s) blocks in row-major order, N = s*s tokens per block."""
-    b, h, w, c = x.shape
-    s = block_size
-    x = x.view(b, h // s, s, w // s, s, c).transpose(2, 3)  # (B, H/s, W/s, s, s, C)
-    return x.reshape(b, (h // s) * (w // s), s * s, c)
-
-
 def unblockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(B, T, N, C) -> (B, H, W, C); the exact inverse of blockify for a square map."""
+    """(B, T, N, C) -> (B, H, W, C) for a square map: T = (H/s)*(W/s) blocks in row-major order, N = s*s tokens
+    per block (the layout pos_embed is stored in)."""
     b, t, n, c = x.shape
     s = block_size
     g = math.isqrt(t)  # blocks per side

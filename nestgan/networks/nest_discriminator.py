@@ -88,7 +88,7 @@ class NesTDiscriminator(nn.Module):
         return [nn.ModuleList([self.patch_embed, self.levels[0]]), *later]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # contiguous: blockify views the map, and an NCHW-contiguous image gives a conv output whose permute is not
+        # contiguous: the levels view the map as (B, H, W, C) memory, and an NCHW conv output's permute is not that
         x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, R/p, R/p, C0)
         # R1 differentiates the input gradient once more. The fused attention kernels (CPU flash, CUDA flash and
         # memory-efficient) have no double backward ("derivative for ..._backward is not implemented"); the math
