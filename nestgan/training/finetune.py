@@ -125,8 +125,10 @@ def _difference(theirs: Any, ours: Any) -> str:
 
 def _load(module: nn.Module, weights: dict[str, torch.Tensor], what: str, path: Path) -> None:
     """load_state_dict after comparing key and shape sets, so that a mismatch is one line naming a tensor."""
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in weights.items()}
+    def shapes(state: dict[str, Any]) -> dict[str, Any]:  # extra state (the projected D's identity) compares as is
+        return {k: tuple(v.shape) if torch.is_tensor(v) else v for k, v in state.items()}
+
+    ours, theirs = shapes(module.state_dict()), shapes(weights)
     if ours != theirs:
         key = min(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         raise CheckpointError(

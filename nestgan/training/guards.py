@@ -118,7 +118,8 @@ def all_finite(tensors) -> bool:
 
 
 def networks_tensors(s: TrainState) -> list[torch.Tensor]:
-    return [t for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values() if t.is_floating_point()]
+    tensors = [t for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values() if torch.is_tensor(t)]  # not extra state
+    return [t for t in tensors if t.is_floating_point()]
 
 
 @contextlib.contextmanager
