@@ -13,6 +13,7 @@ from nestgan.networks.conv import ConvGenerator, DCGANGenerator
 from nestgan.networks.discriminators import DCGANDiscriminator, ResNetDiscriminator
 from nestgan.networks.nest import NesTGenerator
 from nestgan.networks.nest_discriminator import NesTDiscriminator
+from nestgan.networks.projected import ProjectedDiscriminator
 from nestgan.networks.transgan import TransGANGenerator
 from nestgan.presets import load_preset
 
@@ -21,6 +22,7 @@ GENERATORS: dict[str, type[nn.Module]] = {
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator, "nest": NesTDiscriminator,
+    "projected": ProjectedDiscriminator,
 }
 
 
