@@ -1,6 +1,7 @@
 """GAN objectives on discriminator logits, and the R1 gradient penalty.
 
-Logits are cast to float32 before any loss so that bf16/fp16 autocast never touches the reductions.
+Logits are (B,), or (B, N) for a discriminator that judges N patches or scales (projected); every loss averages
+over all of them. They are cast to float32 before any loss so that bf16/fp16 autocast never touches the reductions.
 """
 
 from __future__ import annotations
