@@ -118,8 +118,9 @@ def all_finite(tensors) -> bool:
 
 
 def networks_tensors(s: TrainState) -> list[torch.Tensor]:
-    tensors = [t for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values() if torch.is_tensor(t)]  # not extra state
-    return [t for t in tensors if t.is_floating_point()]
+    # is_tensor: a module's extra state (the projected D's identity) is no tensor
+    states = [m.state_dict() for m in (s.G, s.D, s.G_ema)]
+    return [t for state in states for t in state.values() if torch.is_tensor(t) and t.is_floating_point()]
 
 
 @contextlib.contextmanager
