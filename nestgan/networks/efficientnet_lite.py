@@ -26,7 +26,8 @@ STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
 # The four maps a projected discriminator reads (as projected_gan): the outputs of blocks 2, 4, 10 and 15, i.e. of
 # stages 2, 3, 5 and 7, at 1/4, 1/8, 1/16 and 1/32 of the input size.
 FEATURE_BLOCKS = (2, 4, 10, 15)
-FEATURE_CHANNELS = (24, 40, 112, 320)
+BLOCK_CHANNELS = [c_out for repeats, *_, c_out in STAGES for _ in range(repeats)]  # output channels of each block
+FEATURE_CHANNELS = tuple(BLOCK_CHANNELS[i] for i in FEATURE_BLOCKS)  # (24, 40, 112, 320)
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:

@@ -78,7 +78,6 @@ class ProjectedDiscriminator(nn.Module):
     def __init__(self, resolution: int, feature_resolution: int | None = None, mix_channels: int = 64,
                  head_width: float = 1.0) -> None:
         super().__init__()
-        self.resolution = resolution
         self.feature_resolution = feature_resolution or resolution
         if self.feature_resolution < 32 or self.feature_resolution % 32:
             raise ConfigError(f"projected discriminator: feature_resolution {self.feature_resolution} must be a "
