@@ -135,7 +135,7 @@ def test_a_training_step_with_hinge_loss_trains_only_the_heads():
     assert any(not torch.equal(p, heads[n]) for n, p in s.D.named_parameters() if p.requires_grad)
 
 
-def test_train_cli_with_projected_d_resumes_bit_exactly(tmp_path):
+def test_training_with_projected_d_resumes_bit_exactly(tmp_path):
     """--d projected end to end at 16 px (the feature network reads 32 px): an interrupted run resumed equals an
     uninterrupted one, the checkpoint holds no feature-network weights, and config.json records the table."""
     from nestgan.training.loop import train
