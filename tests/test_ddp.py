@@ -39,17 +39,15 @@ def tiny_config(**overrides):
     return TrainConfig.from_sources({}, {}, flags, world_size=2)
 
 
-def _steps_worker(rank: int, port: int, result_file: str) -> None:
+def _steps_worker(rank: int, rendezvous: str, result_file: str) -> None:
     import torch.distributed as dist
 
     from nestgan.training import distributed
     from nestgan.training.step import build_state, training_step
 
-    set_rank_env(rank, 2, port)
+    torch.set_num_threads(1)
     cfg = tiny_config()
-    world = distributed.world_from_env()
-    distributed.init(world, "cpu", timeout_s=60)
-    try:
+    with distributed.process_group(distributed.World(rank, 2, rank), "cpu", 60, rendezvous):
         s = build_state(cfg, torch.device("cpu"), rank)
         data = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(rank)) * 2 - 1  # differs per rank
         start = torch.cat([p.detach().flatten() for p in s.G.parameters()]).clone()
@@ -58,18 +56,24 @@ def _steps_worker(rank: int, port: int, result_file: str) -> None:
         weights = torch.cat([t.detach().flatten() for m in (s.G, s.D, s.G_ema) for t in m.state_dict().values()])
         gathered = [torch.empty_like(weights) for _ in range(2)]
         dist.all_gather(gathered, weights)
-        if rank == 0:
-            moved = not torch.equal(start, torch.cat([p.detach().flatten() for p in s.G.parameters()]))
-            agree = torch.equal(gathered[0], gathered[1])
-            Path(result_file).write_text(f"{agree} {moved} {s.images_seen}")
-    finally:
-        distributed.shutdown()
+        moved = not torch.equal(start, torch.cat([p.detach().flatten() for p in s.G.parameters()]))
+        agree = torch.equal(gathered[0], gathered[1])
+    if rank == 0:
+        Path(result_file).write_text(f"{agree} {moved} {s.images_seen} {gloo_threads()}")
+
+
+def gloo_threads() -> int:
+    """This process's threads that gloo started (named pt_gloo_runloop and gloo_tcp_loop)."""
+    tasks = Path("/proc/self/task")
+    return sum("gloo" in (task / "comm").read_text() for task in tasks.iterdir())
 
 
 def test_two_ranks_agree_on_weights_after_training_steps(tmp_path):
     result = tmp_path / "result.txt"
-    mp.spawn(_steps_worker, args=(free_port(), str(result)), nprocs=2, join=True)
-    assert result.read_text() == "True True 48"  # same weights on both ranks; training did move them
+    mp.spawn(_steps_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(result)), nprocs=2, join=True)
+    # Same weights on both ranks; training did move them; leaving the group ended gloo's threads (left running,
+    # one could abort the process at exit).
+    assert result.read_text() == "True True 48 0"
 
 
 def fail_third_step_on_rank_1(rank: int) -> None:

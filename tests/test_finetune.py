@@ -4,7 +4,6 @@ CelebA attribute subset (--attribute) a transfer usually targets."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -242,21 +241,11 @@ def test_freeze_d_with_the_nest_discriminator_keeps_its_first_level(tiny_flags, 
     assert len(end["opt_D"]["state"]) == len(start) - len(frozen)  # no optimiser state for the frozen level
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, port: int, result_file: str) -> None:
-    import os
-
+def _ddp_worker(rank: int, rendezvous: str, result_file: str) -> None:
     from nestgan.config import TrainConfig
     from nestgan.training import distributed
     from nestgan.training.step import build_state, training_step
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
     torch.set_num_threads(1)
     generator = {"arch": "nest", "z_dim": 16, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
                  "depths": [1, 1, 1], "heads": [2, 1, 1]}
@@ -264,8 +253,7 @@ def _ddp_worker(rank: int, port: int, result_file: str) -> None:
         "resolution": 16, "generator": generator, "discriminator": {"channel_base": 128, "channel_max": 16},
         "batch": 16, "precision": "fp32", "r1_interval": 2, "finetune_from": "unused.pt", "trainable": "attention",
         "freeze_d": 1}, world_size=2)
-    distributed.init(distributed.world_from_env(), "cpu", timeout_s=60)
-    try:
+    with distributed.process_group(distributed.World(rank, 2, rank), "cpu", 60, rendezvous):
         s = build_state(cfg, torch.device("cpu"), rank)
         before = {name: t.clone() for name, t in (*s.G.named_parameters(), *s.D.named_parameters())}
         data = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(rank)) * 2 - 1
@@ -276,13 +264,11 @@ def _ddp_worker(rank: int, port: int, result_file: str) -> None:
         unchanged = all(torch.equal(before[n], after[n]) and after[n].grad is None for n in frozen)
         if rank == 0:
             Path(result_file).write_text(f"{len(frozen) > 0} {unchanged}")
-    finally:
-        distributed.shutdown()
 
 
 def test_two_ranks_average_only_the_trainable_gradients(tmp_path):
     result = tmp_path / "result.txt"
-    mp.spawn(_ddp_worker, args=(free_port(), str(result)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(result)), nprocs=2, join=True)
     assert result.read_text() == "True True"
 
 

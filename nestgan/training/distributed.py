@@ -9,6 +9,8 @@ down, so no rank waits forever for a peer that has died.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -38,22 +40,31 @@ def world_from_env() -> World:
     )
 
 
-def init(world: World, device_type: str, timeout_s: float) -> None:
-    """Join the process group: NCCL between GPUs, gloo on the CPU."""
-    if world.world_size == 1:
-        return
-    if device_type == "cuda":
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group(
-        "nccl" if device_type == "cuda" else "gloo",
-        rank=world.rank,
-        world_size=world.world_size,
-        timeout=timedelta(seconds=timeout_s),
-    )
+@contextmanager
+def process_group(world: World, device_type: str, timeout_s: float, rendezvous: str = "env://") -> Iterator[None]:
+    """In the process group for the block: NCCL between GPUs, gloo on the CPU; `rendezvous` is torchrun's
+    environment, or a `file://` path the caller owns (the tests: no port to race for). On success no rank leaves
+    while another still talks to it; on an error the rank leaves at once, which releases peers blocked in a
+    collective."""
+    if world.world_size > 1:
+        # Imported after the group exists (the first optimiser imports it), torch._dynamo keeps a reference to the
+        # group: destroy_process_group then leaves gloo's worker threads running into interpreter exit, where one
+        # that frees a finished collective's tensors aborts the process.
+        import torch._dynamo  # noqa: F401
+
+        if device_type == "cuda":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", init_method=rendezvous, rank=world.rank,
+                                world_size=world.world_size, timeout=timedelta(seconds=timeout_s))
+    try:
+        yield
+        barrier()
+    finally:
+        shutdown()
 
 
 def shutdown() -> None:
-    """Leave the process group; on a failing rank this also breaks the peers out of pending collectives."""
+    """Leave the process group (a no-op outside one)."""
     if dist.is_available() and dist.is_initialized():
         try:
             dist.destroy_process_group()

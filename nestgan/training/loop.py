@@ -35,13 +35,8 @@ def train(cfg: TrainConfig) -> Path | None:
     """Train as cfg says; under torchrun, one process per device. Returns the run directory (rank 0)."""
     world = distributed.world_from_env()
     device = process_device(cfg.device, world.local_rank)
-    distributed.init(world, device.type, cfg.dist_timeout_s)
-    try:
-        run_dir = _train(cfg, world, device)
-        distributed.barrier()  # on success, no rank leaves the group while another still talks to it
-        return run_dir
-    finally:
-        distributed.shutdown()  # on an error this also releases peers blocked in a collective
+    with distributed.process_group(world, device.type, cfg.dist_timeout_s):
+        return _train(cfg, world, device)
 
 
 def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
