@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nestgan.augment import POLICIES
 from nestgan.data.sources import DATASETS
 from nestgan.device import DEVICES, PRECISION_CHOICES, check_precision, resolve_device, resolve_precision
 from nestgan.errors import ConfigError
+from nestgan.loss import LOSSES
 from nestgan.networks import DISCRIMINATORS, GENERATORS
 from nestgan.components import (
     discriminator_preset_name,
@@ -32,10 +34,8 @@ from nestgan.components import (
 from nestgan.presets import dataset_preset, read_toml
 from nestgan.schema import check_keys, table
 
-LOSSES = ("nonsaturating", "hinge")
 # Tables named for a component, and the key that names the component's family.
 COMPONENT_TABLES = {"generator": "g", "discriminator": "d"}
-AUGMENT_OPS = ("color", "translation", "cutout")
 TRAINABLE = ("all", "attention")  # attention: only the generator's attention projections train (fine-tuning)
 
 
@@ -196,9 +196,9 @@ class TrainConfig:
                 f"choose a batch that is a multiple of {per_device * world_size}"
             )
         ops = [op for op in self.augment.split(",") if op]
-        unknown = [op for op in ops if op not in AUGMENT_OPS]
+        unknown = [op for op in ops if op not in POLICIES]
         if unknown:
-            raise ConfigError(f"unknown augment op(s) {unknown} in '{self.augment}' (known: {', '.join(AUGMENT_OPS)})")
+            raise ConfigError(f"unknown augment op(s) {unknown} in '{self.augment}' (known: {', '.join(POLICIES)})")
         from nestgan.metrics import parse_metric_name
 
         for name in self.metrics:

@@ -6,28 +6,40 @@ over all of them. They are cast to float32 before any loss so that bf16/fp16 aut
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 
+class Objective(NamedTuple):
+    """A GAN objective: the discriminator's and the generator's loss, each a mean over logits."""
+
+    d: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real_logits, fake_logits) -> loss
+    g: Callable[[torch.Tensor], torch.Tensor]  # fake_logits -> loss
+
+
+LOSSES: dict[str, Objective] = {
+    # logistic: D minimises -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), G minimises -log sigmoid(D(G(z)))
+    "nonsaturating": Objective(
+        d=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+        g=lambda fake: F.softplus(-fake).mean(),
+    ),
+    "hinge": Objective(
+        d=lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),
+        g=lambda fake: -fake.mean(),
+    ),
+}
+
+
 def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss, mean over the batch. kind: "nonsaturating" (logistic) or "hinge"."""
-    real_logits, fake_logits = real_logits.float(), fake_logits.float()
-    if kind == "nonsaturating":
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    raise ValueError(f"unknown loss '{kind}'")
+    """Discriminator loss of the objective `kind` (a key of LOSSES)."""
+    return LOSSES[kind].d(real_logits.float(), fake_logits.float())
 
 
 def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Generator loss, mean over the batch: -log sigmoid(D(G(z))) or -D(G(z))."""
-    fake_logits = fake_logits.float()
-    if kind == "nonsaturating":
-        return F.softplus(-fake_logits).mean()
-    if kind == "hinge":
-        return -fake_logits.mean()
-    raise ValueError(f"unknown loss '{kind}'")
+    """Generator loss of the objective `kind` (a key of LOSSES)."""
+    return LOSSES[kind].g(fake_logits.float())
 
 
 def r1_penalty(real_logits: torch.Tensor, reals: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
