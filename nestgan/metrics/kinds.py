@@ -1,7 +1,7 @@
 """The metric kinds, one table in the spirit of StyleGAN2-ADA's `register_metric`: what each needs (images, reals,
 the Inception classifier, real features or only their statistics) and how it turns features into values.
 
-A new kind is one decorated function here (and its prefix in fidelity's METRIC_GRAMMAR text):
+A new kind is one decorated function here (metric names and their grammar text take its prefix from the table):
 
     @register_metric("fid", min_images=2)
     def fid(feats, reference, seed):          # generated features, the reals' _Reference (None if needs_reals=False)

@@ -15,12 +15,13 @@ from nestgan.atomic import append_line
 from nestgan.errors import ConfigError
 from nestgan.metrics.kinds import METRIC_KINDS
 
-METRIC_GRAMMAR = (
-    "<fid|kid|pr_inception|is><N>[k][_full], N = number of generated images (k = thousands), _full = against every "
-    "real image instead of N of them (not for is): e.g. fid50k_full, fid10k, kid10k, pr_inception10k, is10k, fid5k, "
-    "fid500"
-)
 _KIND_OF_PREFIX = {kind.prefix: kind.kind for kind in METRIC_KINDS.values()}
+METRIC_GRAMMAR = (
+    f"<{'|'.join(_KIND_OF_PREFIX)}><N>[k][_full], N = number of generated images (k = thousands), _full = against "
+    "every real image instead of N of them (not for "
+    f"{', '.join(kind.prefix for kind in METRIC_KINDS.values() if not kind.needs_reals)}): e.g. fid50k_full, fid10k, "
+    "kid10k, pr_inception10k, is10k, fid5k, fid500"
+)
 _METRIC_NAME = re.compile(rf"^({'|'.join(_KIND_OF_PREFIX)})([1-9][0-9]*)(k?)(_full)?$")
 _STYLEGAN_PR_NAME = re.compile(r"^pr([1-9][0-9]*k?(_full)?)$")
 
