@@ -18,16 +18,11 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from frechet_reference import frechet_distance, gaussian_statistics  # (pytest puts tests/ on sys.path)
+
 from nestgan.data import load_dataset
 from nestgan.errors import ConfigError
-from nestgan.metrics import (
-    evaluate_metrics,
-    frechet_distance,
-    gaussian_statistics,
-    parse_metric_name,
-    quantize_images,
-    resolve_inception_weights,
-)
+from nestgan.metrics import evaluate_metrics, parse_metric_name, quantize_images, resolve_inception_weights
 from nestgan.metrics import fidelity, inception_weights
 from nestgan.metrics.fidelity import build_feature_extractor, reference_indices
 from nestgan.metrics.inception_weights import CONVERTED_NAME, ENV_VAR, EXTRACTOR as INCEPTION

@@ -7,7 +7,6 @@ torch-fidelity, with cached reference statistics and Inception weights that work
 
 from nestgan.images import quantize_images
 from nestgan.metrics.fidelity import evaluate_metrics
-from nestgan.metrics.frechet import frechet_distance, gaussian_statistics
 from nestgan.metrics.inception_weights import InceptionWeights, resolve_inception_weights
 from nestgan.metrics.records import METRIC_GRAMMAR, MetricSpec, MetricsReport, append_metric_line, parse_metric_name
 
@@ -18,8 +17,6 @@ __all__ = [
     "MetricsReport",
     "append_metric_line",
     "evaluate_metrics",
-    "frechet_distance",
-    "gaussian_statistics",
     "parse_metric_name",
     "quantize_images",
     "resolve_inception_weights",

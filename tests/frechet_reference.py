@@ -1,7 +1,7 @@
-"""Frechet distance between two Gaussians, written out carefully; the tests check it against closed forms.
+"""Frechet distance between two Gaussians, written out carefully: the independent reference the tests hold
+torch-fidelity's FID to, itself checked against closed forms.
 
-FID = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)). The reported FID comes from torch-fidelity;
-this implementation is the independent reference the tests hold it to.
+FID = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)).
 """
 
 from __future__ import annotations
