@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -40,6 +42,21 @@ def shared_data() -> Path:
 # A 16 px transposed-NesT generator small enough to run in milliseconds on a CPU.
 TINY_GENERATOR = {"arch": "nest", "z_dim": 32, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
                   "depths": [1, 1, 1], "heads": [2, 1, 1]}
+
+
+# The same generator with z_dim 16, and a DCGAN discriminator sized for it, as a config's tables.
+TINY_NETWORKS_TOML = (
+    '[generator]\narch = "nest"\nz_dim = 16\ninit_size = 4\nblock_size = 4\nwidths = [32, 16, 16]\n'
+    'depths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\nchannel_max = 16\n'
+)
+
+
+def tiny_toml(max_images: int = 256, **top: Any) -> str:
+    """A --config file that trains in seconds on a CPU: 16 px, batch 16, fp32, `max_images` of the embedded
+    default, the tiny networks; `top`: more top-level keys (tick_kimg, snap, augment, ...)."""
+    keys = {"resolution": 16, "batch": 16, "precision": "fp32", **top}
+    return ("".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+            + f"[data]\nmax_images = {max_images}\n" + TINY_NETWORKS_TOML)
 
 
 @pytest.fixture(scope="session")

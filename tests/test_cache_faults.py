@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_toml
 from nestgan.data import load_dataset
 from nestgan.data.prepared import STALE_STAGING_S, PreparedDataset
 from nestgan.errors import ConfigError
@@ -334,9 +335,4 @@ def test_two_processes_preparing_one_dataset_into_one_cache_at_once_end_with_one
     assert np.array_equal(PreparedDataset(prepared[0]).images, reference.images)
 
 
-TINY_CONFIG = (
-    "resolution = 16\nbatch = 16\ntick_kimg = 0.016\nsnap = 1\nprecision = \"fp32\"\naugment = \"translation\"\n"
-    "[data]\nmax_images = 256\n[generator]\narch = \"nest\"\nz_dim = 16\ninit_size = 4\nblock_size = 4\n"
-    "widths = [32, 16, 16]\ndepths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\n"
-    "channel_max = 16\n"
-)
+TINY_CONFIG = tiny_toml(tick_kimg=0.016, snap=1, augment="translation")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from conftest import tiny_toml
 from nestgan.checkpoint import load_checkpoint
 from nestgan.training.rundir import snapshots
 
@@ -47,12 +48,7 @@ def test_checkpoint_killed_while_writing_leaves_a_complete_one(tmp_path):
 
 def test_training_killed_ten_times_resumes_each_time_to_a_valid_end(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(
-        "resolution = 16\nbatch = 16\ntick_kimg = 0.016\nsnap = 1\nkeep_snapshots = 2\nprecision = \"fp32\"\n"
-        "augment = \"translation\"\n[data]\nmax_images = 256\n[generator]\narch = \"nest\"\nz_dim = 16\n"
-        "init_size = 4\nblock_size = 4\nwidths = [32, 16, 16]\ndepths = [1, 1, 1]\nheads = [2, 1, 1]\n"
-        "[discriminator]\nchannel_base = 128\nchannel_max = 16\n"
-    )
+    config.write_text(tiny_toml(tick_kimg=0.016, snap=1, keep_snapshots=2, augment="translation"))
     runs = tmp_path / "runs"
     command = [sys.executable, str(REPO / "train_gan.py"), "--config", str(config), "--outdir", str(runs),
                "--cache-dir", str(tmp_path / "cache"), "--metrics", "none", "--threads", "1", "--kimg", "0.8"]

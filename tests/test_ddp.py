@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from conftest import TINY_GENERATOR, tiny_toml
+
 REPO = Path(__file__).resolve().parent.parent
-TINY_G = {"arch": "nest", "z_dim": 16, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
-          "depths": [1, 1, 1], "heads": [2, 1, 1]}
 TINY_D = {"channel_base": 128, "channel_max": 16}
 
 
@@ -34,8 +34,8 @@ def set_rank_env(rank: int, world_size: int, port: int) -> None:
 def tiny_config(**overrides):
     from nestgan.config import TrainConfig
 
-    flags = {"resolution": 16, "generator": TINY_G, "discriminator": TINY_D, "batch": 16, "batch_per_device": 4,
-             "precision": "fp32", "r1_interval": 2, **overrides}
+    flags = {"resolution": 16, "generator": TINY_GENERATOR, "discriminator": TINY_D, "batch": 16,
+             "batch_per_device": 4, "precision": "fp32", "r1_interval": 2, **overrides}
     return TrainConfig.from_sources({}, {}, flags, world_size=2)
 
 
@@ -121,12 +121,7 @@ def test_a_failing_rank_does_not_hang_the_others(tmp_path):
 
 def write_tiny_config(tmp_path: Path) -> Path:
     config = tmp_path / "tiny.toml"
-    config.write_text(
-        'resolution = 16\nbatch = 16\nbatch_per_device = 4\ntick_kimg = 0.032\nprecision = "fp32"\n'
-        '[data]\nmax_images = 64\n'
-        '[generator]\narch = "nest"\nz_dim = 16\ninit_size = 4\nblock_size = 4\nwidths = [32, 16, 16]\n'
-        'depths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\nchannel_max = 16\n'
-    )
+    config.write_text(tiny_toml(max_images=64, batch_per_device=4, tick_kimg=0.032))
     return config
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_toml
 from nestgan.atomic import append_line
 from nestgan.checkpoint import load_checkpoint, save_checkpoint, tensor_bytes
 from nestgan.commands import train as train_command
@@ -32,12 +33,7 @@ from test_metrics import PIXELS, TinyGenerator, shapes  # noqa: F401  (pytest pu
 from test_reliability import tiny_run_config
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_TOML = (
-    "resolution = 16\nbatch = 16\ntick_kimg = 0.032\nsnap = 2\nprecision = \"fp32\"\naugment = \"translation\"\n"
-    "[data]\nmax_images = 256\n[generator]\narch = \"nest\"\nz_dim = 16\ninit_size = 4\nblock_size = 4\n"
-    "widths = [32, 16, 16]\ndepths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\n"
-    "channel_max = 16\n"
-)
+TINY_TOML = tiny_toml(tick_kimg=0.032, snap=2, augment="translation")
 
 
 def file_size_limit(limit_bytes: int):

@@ -21,6 +21,7 @@ from nestgan.data import load_dataset
 from nestgan.data.sources import celeba_plan
 from nestgan.errors import ConfigError
 from nestgan.networks import build_discriminator, discriminator_preset
+from conftest import TINY_GENERATOR  # noqa: E402
 from test_train_cli import TINY_TOML as TRAIN_CLI_TINY_TOML  # noqa: E402  (pytest puts tests/ on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,10 +248,8 @@ def _ddp_worker(rank: int, rendezvous: str, result_file: str) -> None:
     from nestgan.training.step import build_state, training_step
 
     torch.set_num_threads(1)
-    generator = {"arch": "nest", "z_dim": 16, "init_size": 4, "block_size": 4, "widths": [32, 16, 16],
-                 "depths": [1, 1, 1], "heads": [2, 1, 1]}
     cfg = TrainConfig.from_sources({}, {}, {
-        "resolution": 16, "generator": generator, "discriminator": {"channel_base": 128, "channel_max": 16},
+        "resolution": 16, "generator": TINY_GENERATOR, "discriminator": {"channel_base": 128, "channel_max": 16},
         "batch": 16, "precision": "fp32", "r1_interval": 2, "finetune_from": "unused.pt", "trainable": "attention",
         "freeze_d": 1}, world_size=2)
     with distributed.process_group(distributed.World(rank, 2, rank), "cpu", 60, rendezvous):

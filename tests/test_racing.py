@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import tiny_toml
 from nestgan.training.rundir import kimg_stamp, snapshots
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,12 +59,7 @@ def release(procs: list[subprocess.Popen], go: Path) -> None:
 
 def test_three_training_runs_started_together_in_one_outdir_get_their_own_run_directories(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(
-        "resolution = 16\nbatch = 16\ntick_kimg = 0.016\nsnap = 1\nprecision = \"fp32\"\n"
-        "augment = \"translation\"\n[data]\nmax_images = 256\n[generator]\narch = \"nest\"\nz_dim = 16\n"
-        "init_size = 4\nblock_size = 4\nwidths = [32, 16, 16]\ndepths = [1, 1, 1]\nheads = [2, 1, 1]\n"
-        "[discriminator]\nchannel_base = 128\nchannel_max = 16\n"
-    )
+    config.write_text(tiny_toml(tick_kimg=0.016, snap=1, augment="translation"))
     runs, go = tmp_path / "runs", tmp_path / "go"
     procs = [
         subprocess.Popen(

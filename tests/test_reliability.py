@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_toml
 from nestgan.checkpoint import load_checkpoint
 from nestgan.errors import TrainingError
 from nestgan.training import loop
@@ -91,12 +92,7 @@ def test_nonfinite_again_after_the_allowed_rollbacks_stops(tmp_path, monkeypatch
 
 def test_sigterm_finishes_the_step_snapshots_and_exits_0_then_resume_continues(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(
-        "resolution = 16\nbatch = 16\ntick_kimg = 0.016\nsnap = 1000\nprecision = \"fp32\"\naugment = \"translation\"\n"
-        "[data]\nmax_images = 256\n[generator]\narch = \"nest\"\nz_dim = 16\ninit_size = 4\nblock_size = 4\n"
-        "widths = [32, 16, 16]\ndepths = [1, 1, 1]\nheads = [2, 1, 1]\n[discriminator]\nchannel_base = 128\n"
-        "channel_max = 16\n"
-    )
+    config.write_text(tiny_toml(tick_kimg=0.016, snap=1000, augment="translation"))
     common = [sys.executable, str(REPO / "train_gan.py"), "--config", str(config), "--outdir", str(tmp_path / "runs"),
               "--cache-dir", str(tmp_path / "cache"), "--metrics", "none", "--threads", "1"]
     proc = subprocess.Popen([*common, "--kimg", "1000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
