@@ -190,9 +190,16 @@ def test_every_shipped_config_resolves_with_its_own_values(path, tmp_path):
         assert cfg[key] == value, key
     for key, value in file.get("data", {}).items():
         assert cfg["data"][key] == value, f"data.{key}"
+    for table in ("generator", "discriminator"):  # every key of a component table reaches the built network's
+        overridden = cpu_overrides.get(table, {})
+        for key, value in file.get(table, {}).items():
+            if key != "preset" and key not in overridden:
+                assert cfg[table].get(key) == value, f"{table}.{key}"
     for key, value in cpu_overrides.items():
-        if isinstance(value, dict):  # a [cpu.generator] or [cpu.discriminator] table: its keys reach the config
-            assert all(cfg[key].get(k, v) == v for k, v in value.items() if k != "preset"), f"cpu.{key}"
+        if isinstance(value, dict):  # a [cpu.generator] or [cpu.discriminator] table: each of its keys is there
+            for k, v in value.items():
+                if k != "preset":
+                    assert cfg[key].get(k) == v, f"cpu.{key}.{k}"
         else:
             assert cfg[key] == value, f"cpu.{key}"
 
