@@ -22,11 +22,11 @@ class Session:
     device: torch.device
     dataset: Any  # PreparedDataset
     loader: Any  # BatchIterator of this rank's share of each batch
+    grid_z: torch.Tensor  # the latents of every fakes*.png
     run: RunDir | None = None  # on the main rank only
     log: Callable[..., None] = print  # a no-op on the other ranks
     threads: ThreadGovernor | None = None  # the CPU thread governor (None on CUDA)
     writer: Any = None  # TensorBoard SummaryWriter, when installed (main rank)
-    grid_z: torch.Tensor | None = None  # the latents of every fakes*.png
 
     @property
     def micro_batch(self) -> int:
