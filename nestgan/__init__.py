@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["build_generator", "compute_metrics", "load_generator", "sample", "seed_latent"]
+__all__ = ["build_generator", "compute_metrics", "load_generator", "sample", "seed_latent", "synthesize"]
 
 if TYPE_CHECKING:
-    from nestgan.api import build_generator, compute_metrics, load_generator, sample, seed_latent
+    from nestgan.api import build_generator, compute_metrics, load_generator, sample, seed_latent, synthesize
 
 
 def __getattr__(name: str) -> Any:

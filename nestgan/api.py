@@ -58,7 +58,51 @@ def build_generator(preset_name: str, **overrides: Any) -> nn.Module:
     return build({**generator_preset(preset_name), **overrides})
 
 
+def check_sampling(batch: int, trunc_resample: float | None, names: tuple[str, str] = ("batch", "trunc_resample")
+                   ) -> None:
+    """The sampling settings are usable; `names`: how the caller calls them (generate.py: its flags)."""
+    if batch < 1:
+        raise ConfigError(f"{names[0]} must be positive, got {batch}")
+    if trunc_resample is not None and not trunc_resample > 0:
+        raise ConfigError(f"{names[1]} must be positive, got {trunc_resample}")
+
+
 @torch.no_grad()
+def synthesize(
+    generator: nn.Module,
+    z: torch.Tensor,
+    device: str | torch.device | None = None,
+    batch: int = 32,
+    quantize: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The one path from latents to images: z (N, z_dim) -> images (N, 3, R, R) on the CPU, `batch` at a time.
+
+    quantize: uint8 in [0, 255], rounded like StyleGAN (what generate.py writes); False: the generator's float
+    output in [-1, 1]. device: where the generator runs (it is moved there); None: where its parameters are. The
+    generator runs in eval mode and is left in the mode it had. progress: a bar on stderr when it is a terminal.
+    """
+    from nestgan.images import quantize_images
+    from nestgan.progress import image_progress
+
+    check_sampling(batch, None)
+    if device is None:
+        device = next(generator.parameters()).device
+    generator.to(device)
+    was_training = generator.training
+    generator.eval()
+    out = []
+    try:
+        with image_progress(len(z), "generating", enabled=None if progress else False) as bar:
+            for chunk in z.split(batch):
+                x = generator(chunk.to(device))
+                out.append((quantize_images(x) if quantize else x.float()).cpu())
+                bar.update(len(chunk))
+    finally:
+        generator.train(was_training)
+    return torch.cat(out)
+
+
 def sample(
     generator: nn.Module,
     seeds: Iterable[int],
@@ -66,34 +110,16 @@ def sample(
     trunc_resample: float | None = None,
     batch: int = 32,
     quantize: bool = True,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Images (N, 3, R, R) for `seeds`, on the CPU: z from seed_latent, as generate.py draws them (with
-    `trunc_resample` as its --trunc-resample).
-
-    quantize: uint8 in [0, 255], rounded like StyleGAN and identical to generate.py's PNGs on the same device;
-    False: the generator's float output in [-1, 1]. device: where the generator runs (it is moved there);
-    None: where its parameters are. The generator runs in eval mode and is left in the mode it had.
-    """
-    from nestgan.images import quantize_images
-
+    """Images (N, 3, R, R) for `seeds`, on the CPU: z from seed_latent (with `trunc_resample` as generate.py's
+    --trunc-resample) through `synthesize`, whose arguments the others are."""
     seeds = list(seeds)
     if not seeds:
         raise ConfigError("sample needs at least one seed")
-    if batch < 1:
-        raise ConfigError(f"batch must be positive, got {batch}")
-    if trunc_resample is not None and not trunc_resample > 0:
-        raise ConfigError(f"trunc_resample must be positive, got {trunc_resample}")
-    if device is None:
-        device = next(generator.parameters()).device
-    generator.to(device)
+    check_sampling(batch, trunc_resample)
     z = torch.stack([seed_latent(seed, generator.z_dim, trunc_resample) for seed in seeds])
-    was_training = generator.training
-    generator.eval()
-    try:
-        out = [generator(chunk.to(device)) for chunk in z.split(batch)]
-    finally:
-        generator.train(was_training)
-    return torch.cat([(quantize_images(x) if quantize else x.float()).cpu() for x in out])
+    return synthesize(generator, z, device, batch, quantize, progress)
 
 
 def compute_metrics(

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from nestgan.api import synthesize
 from nestgan.commands import generate
 
 
@@ -120,7 +121,7 @@ def test_generating_shows_a_progress_bar_on_a_terminal_only(ckpt, tmp_path, monk
     generator, _, _ = load_generator(ckpt, device=torch.device("cpu"))
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    generate.synthesize(generator, torch.randn(5, generator.z_dim), 2, torch.device("cpu"))
+    synthesize(generator, torch.randn(5, generator.z_dim), batch=2, progress=True)
     last = terminal.getvalue().split("\r")[-1]
     assert last.startswith("generating") and "5/5" in last and "img/s" in last and "<00:00" in last, last
     monkeypatch.undo()

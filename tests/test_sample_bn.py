@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from nestgan.api import sample
+from nestgan.api import sample, synthesize
 from nestgan.checkpoint import load_generator, save_checkpoint
-from nestgan.commands.generate import synthesize
 from nestgan.config import load_config
-from nestgan.metrics.fidelity import generated_batches
+from nestgan.metrics.fidelity import metric_stream_batches
 from nestgan.networks import build_generator, generator_preset
 from nestgan.networks.conv import BatchStatNorm2d
 
@@ -104,9 +103,9 @@ def test_sampling_paths_depend_on_the_batch_in_batch_mode(tmp_path):
         with torch.no_grad():
             pairs = [
                 (sample(G, range(4), batch=4)[:2], sample(G, range(2), batch=2)),
-                (synthesize(G, z, 4, torch.device("cpu"))[:2], synthesize(G, z[:2], 2, torch.device("cpu"))),
-                (next(generated_batches(G, 4, 4, torch.device("cpu"), 0))[:2],
-                 next(generated_batches(G, 4, 2, torch.device("cpu"), 0))),
+                (synthesize(G, z, batch=4)[:2], synthesize(G, z[:2], batch=2)),
+                (next(metric_stream_batches(G, 4, 4, torch.device("cpu"), 0))[:2],
+                 next(metric_stream_batches(G, 4, 2, torch.device("cpu"), 0))),
             ]
         for a, b in pairs:
             assert (torch.as_tensor(a) == torch.as_tensor(b)).all().item() == (sample_bn == "running")

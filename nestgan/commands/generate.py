@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nestgan.api import seed_latent
+from nestgan.api import check_sampling, sample, seed_latent, synthesize
 from nestgan.checkpoint import EXPORT_DTYPES, export_generator, load_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
-from nestgan.images import image_grid, quantize_images
-from nestgan.progress import image_progress
+from nestgan.images import image_grid
 
 MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)
 
@@ -60,15 +59,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-@torch.no_grad()
-def synthesize(generator: torch.nn.Module, z: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
-    """z (N, z_dim) -> uint8 images (N, R, R, 3), in batches of `batch` (a progress bar when on a terminal)."""
-    out = []
-    with image_progress(len(z), "generating") as bar:
-        for chunk in z.split(batch):
-            out.append(quantize_images(generator(chunk.to(device))).cpu())
-            bar.update(len(chunk))
-    return torch.cat(out).permute(0, 2, 3, 1).numpy()
+def as_pixels(images: torch.Tensor) -> np.ndarray:
+    """uint8 (N, 3, R, R) -> (N, R, R, 3), as PIL and the grids take them."""
+    return images.permute(0, 2, 3, 1).numpy()
 
 
 def default_outdir(ckpt: str) -> Path:
@@ -151,10 +144,7 @@ def main(
         return
     if num is not None and num <= 0:
         raise ConfigError(f"--n must be positive, got {num}")
-    if batch <= 0:
-        raise ConfigError(f"--batch must be positive, got {batch}")
-    if trunc_resample is not None and not trunc_resample > 0:
-        raise ConfigError(f"--trunc-resample must be positive, got {trunc_resample}")
+    check_sampling(batch, trunc_resample, ("--batch", "--trunc-resample"))
     if gif and not interpolate:
         raise ConfigError("--gif needs --interpolate A,B")
     if interpolate:
@@ -181,7 +171,8 @@ def main(
 
     if interpolate:
         a, b = (seed_latent(s, generator.z_dim, trunc_resample) for s in ends)
-        images = synthesize(generator, slerp(a, b, torch.linspace(0, 1, steps)), batch, torch_device)
+        images = as_pixels(synthesize(generator, slerp(a, b, torch.linspace(0, 1, steps)), torch_device, batch,
+                                      progress=True))
         Image.fromarray(image_grid(images, columns=steps)).save(out / names[0])
         if gif:
             frames = [Image.fromarray(im) for im in images]
@@ -189,8 +180,7 @@ def main(
         click.echo(f"wrote {', '.join(names)} ({steps} steps) to {out}")
         return
 
-    z = torch.stack([seed_latent(s, generator.z_dim, trunc_resample) for s in seed_list])
-    images = synthesize(generator, z, batch, torch_device)
+    images = as_pixels(sample(generator, seed_list, torch_device, trunc_resample, batch, progress=True))
     for seed, image in zip(seed_list, images):
         Image.fromarray(image).save(out / f"seed{seed:04d}.png")
     if grid_file:
