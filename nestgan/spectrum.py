@@ -28,7 +28,7 @@ from nestgan.cli import user_errors_as_exit
 from nestgan.data import load_training_data
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
-from nestgan.metrics.fidelity import generated_batches
+from nestgan.metrics.fidelity import metric_stream_batches
 from nestgan.threads import choose_threads
 
 
@@ -62,7 +62,7 @@ def seam_ratio(images: torch.Tensor, period: int) -> float:
 def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, dict, str]:
     generator, config, progress = load_generator(ckpt, device=device)
     with torch.no_grad():
-        images = torch.cat([b.cpu() for b in generated_batches(generator, n, batch, device, seed)])
+        images = torch.cat([b.cpu() for b in metric_stream_batches(generator, n, batch, device, seed)])
     kimg = progress.get("kimg")
     label = f"{Path(ckpt).parent.name[:5]} {kimg:.1f} kimg" if kimg is not None else Path(ckpt).name
     return images, config, label

@@ -13,7 +13,7 @@ from PIL import Image
 
 import nestgan
 from nestgan.errors import CheckpointError, ConfigError, DataError
-from nestgan.metrics.fidelity import evaluate_metrics, generated_batches
+from nestgan.metrics.fidelity import evaluate_metrics, metric_stream_batches
 
 from conftest import TINY_GENERATOR
 from test_metrics import PIXELS, TinyGenerator, shapes
@@ -106,7 +106,7 @@ def test_compute_metrics_on_a_tensor_a_folder_and_a_generator_agree(tmp_path, on
     common = dict(data="shapes", max_images=40, cache_dir=tmp_path / "data", feature_extractor=PIXELS, seed=5)
     from_generator = nestgan.compute_metrics(G, ["fid20", "kid20"], **common)
     with torch.no_grad():
-        images = torch.cat(list(generated_batches(G, 20, 64, torch.device("cpu"), seed=5)))
+        images = torch.cat(list(metric_stream_batches(G, 20, 64, torch.device("cpu"), seed=5)))
     from_tensor = nestgan.compute_metrics(images, "fid20,kid20", **common)
     assert from_tensor == from_generator and from_tensor["fid20"] > 0
     direct = evaluate_metrics(images, shapes(tmp_path), ["fid20"], "cpu", cache_dir=cache, feature_extractor=PIXELS)

@@ -182,8 +182,9 @@ def _extract(extractor: Extractor, layers: list[str], batches, progress: tqdm) -
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 
-def generated_batches(generator: nn.Module, num: int, batch_size: int, device: torch.device, seed: int):
-    """uint8 batches of the first `num` images of the metrics' stream: z from numpy RandomState(seed), in order."""
+def metric_stream_batches(generator: nn.Module, num: int, batch_size: int, device: torch.device, seed: int):
+    """uint8 batches of the first `num` images of the metrics' own latent stream (StyleGAN's: z from numpy
+    RandomState(seed), in order), so that metric values match across tools; nestgan.synthesize is the seeds' path."""
     rng = np.random.RandomState(seed)
     for start in range(0, num, batch_size):
         z = torch.from_numpy(rng.randn(min(batch_size, num - start), generator.z_dim)).float().to(device)
@@ -409,7 +410,8 @@ def evaluate_metrics(
         generator.eval()
         try:
             bar = image_progress(num_gen, "generated images and features", progress)
-            fakes = _extract(extractor, layers, generated_batches(generator, num_gen, batch_size, device, seed), bar)
+            batches = metric_stream_batches(generator, num_gen, batch_size, device, seed)
+            fakes = _extract(extractor, layers, batches, bar)
         finally:
             generator.train(was_training)
 

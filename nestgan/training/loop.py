@@ -27,7 +27,7 @@ from nestgan.training.resume import check_resumable, resolve_resume, restore
 from nestgan.training.rundir import RunDir
 from nestgan.training.session import Session, configure_device, open_data, preflight
 from nestgan.training.snapshot import GRID_SIZE, reals_for_grid, snapshot
-from nestgan.training.step import TrainState, build_state, generate, training_step
+from nestgan.training.step import TrainState, build_state, grid_images, training_step
 
 
 def train(cfg: TrainConfig) -> Path | None:
@@ -85,7 +85,7 @@ def _loop(session: Session, state: TrainState, last_good: Path | None) -> Path |
     cfg, device, run, log, threads = session.cfg, session.device, session.run, session.log, session.threads
     if run:
         run.save_grid(reals_for_grid(session.dataset), "reals.png")
-        run.save_grid(generate(state.G_ema, session.grid_z, session.micro_batch, state.precision), "fakes_init.png")
+        run.save_grid(grid_images(state.G_ema, session.grid_z, session.micro_batch, state.precision), "fakes_init.png")
     recovery = Recovery(last_good)
     stats = Statistics(session, state.images_seen)
     run_start, start_nimg, first_step = stats.start, state.images_seen, True

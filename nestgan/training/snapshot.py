@@ -16,7 +16,7 @@ from nestgan.training.guards import StopRequested, StopSignals
 from nestgan.training.report import format_seconds
 from nestgan.training.resume import checkpoint_state, rank_state
 from nestgan.training.rundir import kimg_stamp
-from nestgan.training.step import TrainState, generate
+from nestgan.training.step import TrainState, grid_images
 
 if TYPE_CHECKING:
     from nestgan.training.session import Session
@@ -32,7 +32,7 @@ def snapshot(session: Session, s: TrainState, stop: StopSignals, keep: bool = Fa
     rank_states = distributed.gather_to_main(rank_state(s, session.loader))
     path = None
     if run:
-        images = generate(s.G_ema, session.grid_z, session.micro_batch, s.precision)
+        images = grid_images(s.G_ema, session.grid_z, session.micro_batch, s.precision)
         run.save_grid(images, f"fakes{kimg_stamp(s.images_seen)}.png")
         if writer:
             writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)

@@ -181,7 +181,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, batch: int, precision: str) -> torch.Tensor:
-    """Images of G for latents z, `batch` at a time, in [-1, 1] (sample grids)."""
+def grid_images(G: nn.Module, z: torch.Tensor, batch: int, precision: str) -> torch.Tensor:
+    """A run's sample grid: G's images for the grid's fixed latents z, `batch` at a time, under the training's
+    precision, in [-1, 1] (nestgan.synthesize is the path for everything else)."""
     with autocast(z.device, precision):
         return torch.cat([G(chunk).float() for chunk in z.split(batch)]).clamp(-1, 1)
