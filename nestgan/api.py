@@ -44,18 +44,18 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
 
     Raises nestgan.errors.CheckpointError, naming the problem, for anything that is not such a file.
     """
-    from nestgan.checkpoint import load_generator as load
+    from nestgan.checkpoint import read_generator
 
-    generator, _, _ = load(path, ema=ema, device=device)
+    generator, _, _ = read_generator(path, ema=ema, device=device)
     return generator
 
 
 def build_generator(preset_name: str, **overrides: Any) -> nn.Module:
     """An untrained generator from a preset (nest-32, nest-64, conv-32, ...; nestgan.presets.preset_names
     ("generators") lists them), with constructor arguments in `overrides` replacing the preset's."""
-    from nestgan.networks import build_generator as build, generator_preset
+    from nestgan.networks import generator_from_config, generator_preset
 
-    return build({**generator_preset(preset_name), **overrides})
+    return generator_from_config({**generator_preset(preset_name), **overrides})
 
 
 def check_sampling(batch: int, trunc_resample: float | None, names: tuple[str, str] = ("batch", "trunc_resample")

@@ -208,7 +208,7 @@ def export_generator(
     dtype: Literal["fp32", "bf16"] = "fp32",
 ) -> None:
     """Write `generator` as a safetensors export, atomically: its floating-point weights in `dtype` and, as JSON
-    metadata, what load_generator needs to rebuild it (the generator config), the training data's name and split
+    metadata, what read_generator needs to rebuild it (the generator config), the training data's name and split
     (no local paths) for evaluation, and the training progress. No optimiser, no pickle."""
     from safetensors.torch import save
 
@@ -265,7 +265,7 @@ def _read_export(path: Path, ema: bool) -> tuple[dict[str, Any], dict[str, torch
     return config, tensors, progress
 
 
-def load_generator(
+def read_generator(
     path: str | os.PathLike, ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """Rebuild the generator a training checkpoint or a safetensors export describes and load its weights.
@@ -274,7 +274,7 @@ def load_generator(
     refuses an export of G_ema. Returns (generator in eval mode on `device`, the config: the checkpoint's
     resolved training config, or an export's {"generator", "data"}, the training progress: kimg, ...).
     """
-    from nestgan.networks import build_generator
+    from nestgan.networks import generator_from_config
 
     path = Path(path)
     if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
@@ -288,7 +288,7 @@ def load_generator(
         if key not in state:
             raise CheckpointError(f"{path} has no '{key}' weights")
         weights = state[key]
-    generator = build_generator(config["generator"])
+    generator = generator_from_config(config["generator"])
     try:
         missing, unexpected = generator.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatches are raised even when strict=False

@@ -23,7 +23,7 @@ import click
 import numpy as np
 import torch
 
-from nestgan.checkpoint import load_generator
+from nestgan.checkpoint import read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.data import load_training_data
 from nestgan.device import DEVICES, resolve_device
@@ -60,7 +60,7 @@ def seam_ratio(images: torch.Tensor, period: int) -> float:
 
 
 def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, dict, str]:
-    generator, config, progress = load_generator(ckpt, device=device)
+    generator, config, progress = read_generator(ckpt, device=device)
     with torch.no_grad():
         images = torch.cat([b.cpu() for b in metric_stream_batches(generator, n, batch, device, seed)])
     kimg = progress.get("kimg")

@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from nestgan.checkpoint import export_generator, load_checkpoint, load_generator, save_checkpoint
+from nestgan.checkpoint import export_generator, load_checkpoint, read_generator, save_checkpoint
 from nestgan.commands import evaluate, generate, train
 from nestgan.errors import CheckpointError
 
@@ -76,19 +76,19 @@ def test_empty_truncated_missing_and_foreign_files_are_named(tmp_path):
 
 
 def test_weights_of_another_architecture_name_the_mismatch(tmp_path):
-    from nestgan.networks import build_generator
+    from nestgan.networks import generator_from_config
 
     wider = {**TINY_GENERATOR, "widths": [64, 16, 16]}
     path = tmp_path / "mismatch.pt"
-    save_checkpoint(path, {"config": {"generator": TINY_GENERATOR}, "G_ema": build_generator(wider).state_dict()})
+    save_checkpoint(path, {"config": {"generator": TINY_GENERATOR}, "G_ema": generator_from_config(wider).state_dict()})
     with pytest.raises(CheckpointError, match="weights do not fit") as info:
-        load_generator(path)
+        read_generator(path)
     assert "size mismatch" in str(info.value) and "\n" not in str(info.value)
 
     conv = {"arch": "conv", "z_dim": 32, "resolution": 16}
-    save_checkpoint(path, {"config": {"generator": TINY_GENERATOR}, "G_ema": build_generator(conv).state_dict()})
+    save_checkpoint(path, {"config": {"generator": TINY_GENERATOR}, "G_ema": generator_from_config(conv).state_dict()})
     with pytest.raises(CheckpointError, match="missing.*unexpected keys"):
-        load_generator(path)
+        read_generator(path)
 
 
 def image_bytes(kind: str) -> bytes:
@@ -135,7 +135,7 @@ def test_files_that_are_not_checkpoints_are_named_for_what_they_are(tmp_path, ki
     content, words = NOT_CHECKPOINTS[kind]
     path = tmp_path / "network-snapshot-000001.pt"
     path.write_bytes(content)
-    for load, wanted in ((load_checkpoint, "training checkpoint"), (load_generator, "safetensors export")):
+    for load, wanted in ((load_checkpoint, "training checkpoint"), (read_generator, "safetensors export")):
         with pytest.raises(CheckpointError) as info:
             load(path)
         message = str(info.value)
@@ -151,7 +151,7 @@ def test_a_safetensors_file_is_not_a_training_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="is a safetensors file.*needs a training checkpoint"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not a nestgan generator export"):
-        load_generator(path)  # safetensors, but without the metadata an export carries
+        read_generator(path)  # safetensors, but without the metadata an export carries
 
 
 def command_line(command: str, path: Path, tmp_path: Path) -> tuple:
@@ -203,7 +203,7 @@ def trained(tmp_path, make_tiny_checkpoint):
 
 
 def export(checkpoint: Path, out: Path, ema: bool = True, dtype: str = "fp32") -> Path:
-    generator, config, progress = load_generator(checkpoint, ema=ema)
+    generator, config, progress = read_generator(checkpoint, ema=ema)
     export_generator(out, generator, config, progress, weights="G_ema" if ema else "G", dtype=dtype)
     return out
 
@@ -231,14 +231,14 @@ def test_an_export_is_plain_safetensors_with_its_config_as_json_metadata(trained
     assert path.read_bytes()[:2] not in (b"PK", b"\x80\x02")  # neither a torch zip nor a pickle
     with safe_open(path, framework="pt") as f:
         metadata, names = f.metadata(), set(f.keys())
-    generator, config, progress = load_generator(trained)
+    generator, config, progress = read_generator(trained)
     assert names == set(generator.state_dict())
     assert metadata["format"] == "nestgan-generator" and metadata["weights"] == "G_ema"
     assert json.loads(metadata["generator"]) == config["generator"]
     assert (metadata["resolution"], metadata["z_dim"], metadata["dtype"]) == ("16", "32", "fp32")
     assert json.loads(metadata["data"]) == {"name": "celeba", "split": "train", "max_images": 12}
     assert json.loads(metadata["progress"]) == progress
-    _, export_config, export_progress = load_generator(path)
+    _, export_config, export_progress = read_generator(path)
     assert export_config == {"generator": config["generator"], "data": json.loads(metadata["data"])}
     assert export_progress == progress
     assert not list(tmp_path.glob(".G.safetensors.*"))  # the atomic write left no temporary file
@@ -263,20 +263,20 @@ def test_damaged_foreign_and_mismatched_exports_are_named(trained, tmp_path):
 
     path = export(trained, tmp_path / "G.safetensors")
     with pytest.raises(CheckpointError, match="holds only the G_ema weights; drop --raw"):
-        load_generator(path, ema=False)
+        read_generator(path, ema=False)
     with pytest.raises(CheckpointError, match="generator export holds no optimiser"):
         load_checkpoint(path)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size - 100])
     with pytest.raises(CheckpointError, match="export .*truncated.safetensors is truncated or corrupt"):
-        load_generator(truncated)
+        read_generator(truncated)
     with safe_open_metadata(path) as (tensors, metadata):
         save_file(tensors, tmp_path / "v2.safetensors", metadata={**metadata, "format_version": "2"})
         save_file(tensors, tmp_path / "nameless.safetensors", metadata={**metadata, "generator": "{not json"})
     with pytest.raises(CheckpointError, match="format version 2; this nestgan reads version 1"):
-        load_generator(tmp_path / "v2.safetensors")
+        read_generator(tmp_path / "v2.safetensors")
     with pytest.raises(CheckpointError, match="unreadable metadata"):
-        load_generator(tmp_path / "nameless.safetensors")
+        read_generator(tmp_path / "nameless.safetensors")
 
 
 @contextlib.contextmanager
@@ -344,7 +344,7 @@ def test_evaluate_an_export_against_the_data_its_metadata_names(tmp_path, make_t
     record = json.loads((tmp_path / "metric-kid10.jsonl").read_text())
     assert record["checkpoint"] == str(path) and record["kimg"] == 1.0
 
-    generator, config, progress = load_generator(checkpoint)
+    generator, config, progress = read_generator(checkpoint)
     export_generator(path, generator, {**config, "data": {}}, progress)
     result = CliRunner().invoke(evaluate.main, args)
     assert result.exit_code == 2 and result.stderr == \

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from click.testing import CliRunner
 from PIL import Image
 
-from nestgan.checkpoint import export_generator, load_checkpoint, load_generator
+from nestgan.checkpoint import export_generator, load_checkpoint, read_generator
 from nestgan.commands import train as train_gan
 from nestgan.data import load_dataset
 from nestgan.data.sources import celeba_plan
@@ -125,7 +125,7 @@ def test_resuming_an_attention_finetune_continues_exactly(tiny, tmp_path):
 
 def test_finetune_from_a_generator_export_starts_d_fresh(tiny, tmp_path):
     config, common, source = tiny
-    G, cfg, progress = load_generator(source)
+    G, cfg, progress = read_generator(source)
     export = tmp_path / "G.safetensors"
     export_generator(export, G, cfg, progress)
     frozen_d = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(export), "--freeze-d", "1")

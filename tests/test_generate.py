@@ -112,13 +112,13 @@ def test_interpolation_strip_and_gif(ckpt, tmp_path):
 def test_generating_shows_a_progress_bar_on_a_terminal_only(ckpt, tmp_path, monkeypatch):
     """On a terminal, generating N images shows a bar with the count, img/s and the time left; through CliRunner
     (stderr not a terminal, as in logs and pipes) nothing but the result line is printed."""
-    from nestgan.checkpoint import load_generator
+    from nestgan.checkpoint import read_generator
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    generator, _, _ = load_generator(ckpt, device=torch.device("cpu"))
+    generator, _, _ = read_generator(ckpt, device=torch.device("cpu"))
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     synthesize(generator, torch.randn(5, generator.z_dim), batch=2, progress=True)

@@ -20,7 +20,7 @@ from nestgan.bench import gpu_check
 from nestgan.bench.gpu_check import QUICK, Budget, forward_group, main, split_file
 from nestgan.config import load_config
 from nestgan.data import load_dataset
-from nestgan.networks import build_generator
+from nestgan.networks import generator_from_config
 
 from conftest import REPO_ROOT, TINY_GENERATOR
 
@@ -95,7 +95,7 @@ def test_quick_run_end_to_end_without_torch_fidelity(packed, tmp_path):
 
 
 def test_a_failed_compile_is_a_row_and_a_spent_budget_skips(monkeypatch):
-    nets = {"tiny": build_generator(TINY_GENERATOR).eval(), "other": build_generator(TINY_GENERATOR).eval()}
+    nets = {"tiny": generator_from_config(TINY_GENERATOR).eval(), "other": generator_from_config(TINY_GENERATOR).eval()}
     static = {name: {"arch": "nest", "resolution": 16, "params": 1, "flops_per_image": 10**6} for name in nets}
 
     class Failing(torch.nn.Module):  # like torch.compile's module, it fails at the first call

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from nestgan.components import discriminator_preset_name, resolve_discriminator
 from nestgan.errors import ConfigError
 from nestgan.loss import r1_penalty
-from nestgan.networks import (DISCRIMINATORS, build_discriminator, build_generator, discriminator_preset,
+from nestgan.networks import (DISCRIMINATORS, build_discriminator, generator_from_config, discriminator_preset,
                               generator_preset)
 from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
                                   PixelShuffleDeaggregation, unblockify)
@@ -30,7 +30,7 @@ def stock_discriminator(arch: str, resolution: int) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", preset_names("generators"))
 def test_generator_presets_shape_range_and_gradients(name):
-    g = build_generator(generator_preset(name))
+    g = generator_from_config(generator_preset(name))
     if name in BUILD_ONLY:
         assert g.resolution == BUILD_ONLY[name]
         return
@@ -131,7 +131,7 @@ def test_dcgan_spectral_norm_option():
 
 def test_dcgan_networks_are_the_papers_at_64_px():
     """Radford et al.'s 64 px networks with ngf = ndf = 64: the PyTorch reference's layer shapes and parameter counts."""
-    g = build_generator(generator_preset("dcgan-64"))
+    g = generator_from_config(generator_preset("dcgan-64"))
     convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
         (100, 512, 1), (512, 256, 2), (256, 128, 2), (128, 64, 2), (64, 3, 2)]
@@ -255,9 +255,9 @@ def test_out_conv_mixes_across_the_last_block_border():
 
 def test_out_conv_starts_as_the_same_generator_from_the_same_seed():
     torch.manual_seed(0)
-    plain = build_generator(TINY_NEST)
+    plain = generator_from_config(TINY_NEST)
     torch.manual_seed(0)
-    with_conv = build_generator({**TINY_NEST, "out_conv": True})
+    with_conv = generator_from_config({**TINY_NEST, "out_conv": True})
     assert all(torch.equal(v, with_conv.state_dict()[k]) for k, v in plain.state_dict().items())
     z = torch.randn(2, 16)
     assert torch.equal(plain(z), with_conv(z))
@@ -283,7 +283,7 @@ def test_adaptive_layer_norm_is_a_plain_layer_norm_until_its_style_learns():
 
 
 def test_modulated_generator_feeds_w_to_every_level_and_every_parameter_learns():
-    g = build_generator(MODULATED)
+    g = generator_from_config(MODULATED)
     assert g.resolution == 16
     z = torch.randn(4, 16)
     g(z).square().mean().backward()
@@ -340,30 +340,30 @@ def test_block_attention_on_the_plane_equals_attention_over_blockified_tokens(si
 
 @pytest.mark.parametrize("out_patch, size", [(1, 8), (2, 16)])
 def test_conv_head_draws_full_resolution_rgb(out_patch, size):
-    g = build_generator({**TINY_NEST, "head": "conv", "out_patch": out_patch})
+    g = generator_from_config({**TINY_NEST, "head": "conv", "out_patch": out_patch})
     x = g(torch.randn(2, 16))
     assert x.shape == (2, 3, size, size) and g.resolution == size and x.abs().max() <= 1
 
 
 @pytest.mark.parametrize("deaggregation", ["conv", "pixelshuffle"])
 def test_generator_deaggregation_options(deaggregation):
-    g = build_generator({**TINY_NEST, "deaggregation": deaggregation, "widths": [32, 16]})
+    g = generator_from_config({**TINY_NEST, "deaggregation": deaggregation, "widths": [32, 16]})
     assert g(torch.randn(2, 16)).shape == (2, 3, 8, 8)
 
 
 def test_parallel_branches_and_out_patch():
-    g = build_generator({**TINY_NEST, "parallel_branches": True, "out_patch": 2})
+    g = generator_from_config({**TINY_NEST, "parallel_branches": True, "out_patch": 2})
     x = g(torch.randn(3, 16))
     assert x.shape == (3, 3, 16, 16) and g.resolution == 16
-    serial = build_generator({**TINY_NEST, "out_patch": 2})
+    serial = generator_from_config({**TINY_NEST, "out_patch": 2})
     serial.load_state_dict(g.state_dict())
     assert not torch.allclose(serial(torch.randn(3, 16)), x)
 
 
 def test_bf16_autocast_forward_backward_on_cpu():
-    g = build_generator(TINY_NEST)
+    g = generator_from_config(TINY_NEST)
     d = build_discriminator("resnet", 16, channel_base=64, channel_max=32)
-    g16 = build_generator({**TINY_NEST, "out_patch": 2})
+    g16 = generator_from_config({**TINY_NEST, "out_patch": 2})
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = d(g16(torch.randn(4, 16)))
     logits.float().mean().backward()
@@ -375,7 +375,7 @@ def test_bf16_autocast_forward_backward_on_cpu():
 def test_fixed_seed_gives_identical_outputs():
     def sample():
         torch.manual_seed(123)
-        g = build_generator(TINY_NEST).eval()
+        g = generator_from_config(TINY_NEST).eval()
         return g(torch.randn(4, 16, generator=torch.Generator().manual_seed(7)))
     assert torch.equal(sample(), sample())
 
@@ -394,14 +394,14 @@ def test_fixed_seed_gives_identical_outputs():
 ])
 def test_bad_nest_configs_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
-        build_generator({**TINY_NEST, **override})
+        generator_from_config({**TINY_NEST, **override})
 
 
 def test_unknown_arch_and_option_are_named():
     with pytest.raises(ConfigError, match="unknown generator arch 'stylegan'"):
-        build_generator({"arch": "stylegan"})
+        generator_from_config({"arch": "stylegan"})
     with pytest.raises(ConfigError, match="unknown option.*width_list"):
-        build_generator({**TINY_NEST, "width_list": [1]})
+        generator_from_config({**TINY_NEST, "width_list": [1]})
     with pytest.raises(ConfigError, match="power of two"):
         build_discriminator("resnet", 48)
 

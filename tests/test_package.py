@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 import nestgan
 from nestgan.config import load_config
-from nestgan.networks import build_generator, generator_preset
+from nestgan.networks import generator_from_config, generator_preset
 from nestgan.presets import dataset_preset, preset_names
 
 site = Path(sys.argv[1]).resolve()
@@ -29,7 +29,7 @@ assert Path(nestgan.__file__).resolve().is_relative_to(site), nestgan.__file__
 names = preset_names("generators")
 assert {"nest-32", "nest-64", "nest-128", "conv-32", "dcgan-64", "transgan-32"} <= set(names), names
 for name in names:
-    build_generator(generator_preset(name))
+    generator_from_config(generator_preset(name))
 preset, path = dataset_preset("celeba")
 assert preset and Path(path).resolve().is_relative_to(site), path
 cfg = load_config({"data": {"name": "celeba"}, "device": "cpu"})

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from nestgan.api import sample, synthesize
-from nestgan.checkpoint import load_generator, save_checkpoint
+from nestgan.checkpoint import read_generator, save_checkpoint
 from nestgan.config import load_config
 from nestgan.metrics.fidelity import metric_stream_batches
-from nestgan.networks import build_generator, generator_preset
+from nestgan.networks import generator_from_config, generator_preset
 from nestgan.networks.conv import BatchStatNorm2d
 
 from test_train_cli import dry_run, run_cli  # noqa: E402  (pytest puts tests/ on sys.path)
@@ -28,10 +28,10 @@ SMALL = {  # 16 px, a few thousand parameters
 def trained_pair(arch: str) -> tuple[nn.Module, nn.Module]:
     """The same weights sampling with running and with batch statistics, in eval mode; a few train-mode forwards
     first, so that the running statistics are the data's and not BatchNorm's initial ones."""
-    running = build_generator(SMALL[arch])
+    running = generator_from_config(SMALL[arch])
     for _ in range(3):
         running(torch.randn(8, 8) * 2 + 1)
-    batch = build_generator({**SMALL[arch], "sample_bn": "batch"})
+    batch = generator_from_config({**SMALL[arch], "sample_bn": "batch"})
     batch.load_state_dict(running.state_dict())  # strict: the same parameters and buffers
     return running.eval(), batch.eval()
 
@@ -78,9 +78,9 @@ def test_default_samples_with_running_statistics_as_before(preset):
     config = generator_preset(preset)
     assert "sample_bn" not in config
     torch.manual_seed(1)
-    default = build_generator(config).eval()
+    default = generator_from_config(config).eval()
     torch.manual_seed(1)
-    explicit = build_generator({**config, "sample_bn": "running"}).eval()
+    explicit = generator_from_config({**config, "sample_bn": "running"}).eval()
     norms = [m for m in default.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and all(type(m) is nn.BatchNorm2d for m in norms)
     state = explicit.state_dict()
@@ -97,7 +97,7 @@ def test_sampling_paths_depend_on_the_batch_in_batch_mode(tmp_path):
         config = {**SMALL["dcgan"], "sample_bn": sample_bn}
         path = tmp_path / f"{sample_bn}.pt"
         save_checkpoint(path, {"config": {"generator": config, "resolution": 16}, "G": weights, "G_ema": weights})
-        G, _, _ = load_generator(path)
+        G, _, _ = read_generator(path)
         assert any(isinstance(m, BatchStatNorm2d) for m in G.modules()) == (sample_bn == "batch")
         z = torch.randn(4, 8)
         with torch.no_grad():
@@ -116,7 +116,7 @@ def test_sample_bn_reaches_the_network_through_a_config_file(tmp_path):
     file.write_text('g = "dcgan"\n[generator]\nsample_bn = "batch"\n')
     assert dry_run("--config", str(file))["generator"] == {**generator_preset("dcgan-32"), "sample_bn": "batch"}
     cfg = load_config({"device": "cpu"}, file)
-    assert any(isinstance(m, BatchStatNorm2d) for m in build_generator(cfg.generator).modules())
+    assert any(isinstance(m, BatchStatNorm2d) for m in generator_from_config(cfg.generator).modules())
     assert dry_run("--config", str(file), "--g", "conv")["generator"].get("sample_bn") is None  # made for dcgan
     file.write_text('g = "dcgan"\n[generator]\nsample_bn = "batches"\n')
     refused = run_cli("--dry-run", "--config", str(file))

@@ -48,7 +48,7 @@ from nestgan.cli import user_errors_as_exit
 from nestgan.config import TrainConfig, load_config
 from nestgan.device import DEVICES, check_precision, resolve_device, resolve_precision, synchronize
 from nestgan.errors import ConfigError, DataError
-from nestgan.networks import build_generator
+from nestgan.networks import generator_from_config
 from nestgan.networks.summary import count_parameters, forward_flops
 
 RESULT = "gpu-check"  # <out>/gpu-check.json and .md
@@ -273,7 +273,7 @@ def train_and_export(data: Path, out: Path, work: Path, recipe: str, minutes: fl
                      device: torch.device, batch: int | None) -> dict[str, Any]:
     """Train a recipe for `minutes` on the packed images, export its last G_ema in bf16 into `out` (in parts when
     large), and copy the run's log and last sample grid beside it."""
-    from nestgan.checkpoint import load_generator, sha256_of
+    from nestgan.checkpoint import read_generator, sha256_of
     from nestgan.commands.generate import write_export
     from nestgan.training import train
     from nestgan.training.rundir import snapshots
@@ -287,7 +287,7 @@ def train_and_export(data: Path, out: Path, work: Path, recipe: str, minutes: fl
     checkpoint = snapshots(run_dir)[-1]
     export = out / f"celeba64-{recipe}-recipe-{minutes:g}min-bf16.safetensors"
     write_export(str(checkpoint), export, raw=False, dtype="bf16", force=True)
-    generator, _, progress = load_generator(export)
+    generator, _, progress = read_generator(export)
     digest, size = sha256_of(export), export.stat().st_size
     files = [p.name for p in split_file(export, PART_BYTES)]
     shutil.copyfile(run_dir / "log.txt", out / "train-log.txt")
@@ -359,7 +359,7 @@ def run_check(out: Path, data: Path, device: torch.device, settings: Settings, b
 
     def eager() -> None:
         for name, preset in presets.items():
-            nets[name] = build_generator(preset).to(device).eval()
+            nets[name] = generator_from_config(preset).to(device).eval()
             g = nets[name]
             static[name] = {"arch": preset["arch"], "resolution": g.resolution, "params": count_parameters(g),
                             "flops_per_image": forward_flops(g, device)}

@@ -14,7 +14,7 @@ import torch
 
 from nestgan.bench.timing import forward_call
 from nestgan.device import synchronize
-from nestgan.networks import build_generator
+from nestgan.networks import generator_from_config
 
 
 def _rss_bytes() -> tuple[int, int]:
@@ -56,7 +56,7 @@ def _forward_peak_memory(preset: dict[str, Any], batch: int, precision: str, dev
     """(memory before, peak during one forward) in bytes and what they measure; run in a fresh process per row."""
     torch.set_num_threads(threads)
     device = torch.device(device_type)
-    generator = build_generator(preset).to(device).eval()
+    generator = generator_from_config(preset).to(device).eval()
     forward = forward_call(generator, batch, precision, device)
     if device.type == "cuda":
         return (*cuda_peak_memory(forward, device), CUDA_MEMORY_KIND)

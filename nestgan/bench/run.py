@@ -21,7 +21,7 @@ from nestgan.bench.timing import (MATMUL, forward_call, matmul_call, profile_for
 from nestgan.config import TrainConfig, load_config
 from nestgan.device import PRECISIONS, check_precision
 from nestgan.errors import ConfigError
-from nestgan.networks import build_generator
+from nestgan.networks import generator_from_config
 from nestgan.networks.summary import count_parameters, forward_flops
 
 
@@ -92,7 +92,7 @@ def run_benchmark(
             raise ConfigError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
         check_precision(precision, device.type)
     machine = machine_info(device)
-    nets = {name: build_generator(preset).to(device).eval() for name, preset in generators.items()}
+    nets = {name: generator_from_config(preset).to(device).eval() for name, preset in generators.items()}
     static = {name: (count_parameters(g), forward_flops(g, device)) for name, g in nets.items()}
     rows: list[Row] = []
     matmul_rates: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import torch
 
-from nestgan.checkpoint import load_generator
+from nestgan.checkpoint import read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.device import DEVICES, resolve_device
@@ -115,7 +115,7 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch_device = resolve_device(device)
-    generator, config, progress = load_generator(ckpt, ema=not raw, device=torch_device)
+    generator, config, progress = read_generator(ckpt, ema=not raw, device=torch_device)
     trained_on = dict(config.get("data") or {})
     if data is None and not trained_on.get("name"):
         raise ConfigError(f"{ckpt} does not say which data it was trained on; pass --data (and --data-dir)")

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from nestgan.api import check_sampling, sample, seed_latent, synthesize
-from nestgan.checkpoint import EXPORT_DTYPES, export_generator, load_generator
+from nestgan.checkpoint import EXPORT_DTYPES, export_generator, read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
@@ -164,7 +164,7 @@ def main(
         names = [f"seed{s:04d}.png" for s in seed_list]
 
     torch_device = resolve_device(device)
-    generator, _, _ = load_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
+    generator, _, _ = read_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
     out = Path(outdir) if outdir else default_outdir(ckpt)
     grid_file = grid_path(out) if grid and not interpolate else None
     check_targets(out, [out / name for name in names] + ([grid_file] if grid_file else []), force)
@@ -194,7 +194,7 @@ def write_export(ckpt: str, path: Path, raw: bool, dtype: str, force: bool) -> N
         raise ConfigError(f"--export needs a file name ending in .safetensors, got {path}")
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; choose another --export path or pass --force to overwrite")
-    generator, config, progress = load_generator(ckpt, ema=not raw)  # on the CPU, where the export is written
+    generator, config, progress = read_generator(ckpt, ema=not raw)  # on the CPU, where the export is written
     try:
         export_generator(path, generator, config, progress, weights="G" if raw else "G_ema", dtype=dtype)
     except OSError as e:

@@ -42,9 +42,10 @@ def generator_preset(name: str) -> dict[str, Any]:
     return load_preset("generators", name)
 
 
-def build_generator(preset: dict[str, Any]) -> nn.Module:
-    """preset = {'arch': 'nest' | 'transgan' | 'conv' | 'dcgan', **constructor keyword arguments}."""
-    kwargs = dict(preset)
+def generator_from_config(config: dict[str, Any]) -> nn.Module:
+    """A generator from its config, {'arch': 'nest' | 'transgan' | 'conv' | 'dcgan', **constructor keyword
+    arguments} (a resolved preset; nestgan.build_generator takes a preset's name)."""
+    kwargs = dict(config)
     arch = kwargs.pop("arch", None)
     if arch is None:
         raise ConfigError("generator preset has no 'arch' key (one of: " + ", ".join(GENERATORS) + ")")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils import flop_counter
 
-from nestgan.networks import build_generator, generator_preset
+from nestgan.networks import generator_from_config, generator_preset
 from nestgan.presets import preset_names
 
 
@@ -39,7 +39,7 @@ def summary_table() -> str:
     rows = ["| preset | arch | resolution | params (M) | forward GFLOP/image |", "|---|---|---|---|---|"]
     for name in preset_names("generators"):
         preset = generator_preset(name)
-        g = build_generator(preset).eval()
+        g = generator_from_config(preset).eval()
         rows.append(f"| {name} | {preset['arch']} | {g.resolution} | {count_parameters(g) / 1e6:.2f} "
                     f"| {forward_flops(g) / 1e9:.2f} |")
     return "\n".join(rows)

@@ -10,7 +10,7 @@ import click
 import torch
 
 from nestgan.atomic import append_line
-from nestgan.checkpoint import load_generator
+from nestgan.checkpoint import read_generator
 from nestgan.data import load_training_data
 from nestgan.metrics import evaluate_metrics
 from nestgan.race.plan import Job, Race, now, number, read_jsonl
@@ -35,7 +35,7 @@ def score_job(race: Race, job: Job, device: torch.device) -> int:
     history = training_history(race.outdir(job))
     for snap, pairs in asked.items():
         names = [m for m in race.metrics if any(metric == m for _, metric in pairs)]
-        generator, config, _ = load_generator(snap.path, device=device)
+        generator, config, _ = read_generator(snap.path, device=device)
         dataset = load_training_data(config["data"], generator.resolution)
         report = evaluate_metrics(generator, dataset, names, device, cache_dir=config["data"].get("cache_dir"))
         specs = {spec.name: spec for spec in report.specs}

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nestgan.checkpoint import ANY_GENERATOR_FILE, file_format, load_checkpoint, load_generator
+from nestgan.checkpoint import ANY_GENERATOR_FILE, file_format, load_checkpoint, read_generator
 from nestgan.config import TrainConfig
 from nestgan.errors import CheckpointError, ConfigError
 
@@ -89,7 +89,7 @@ def load_source(path: str | Path) -> Source:
     """Read the weights to fine-tune from: a training snapshot (G_ema and D) or a safetensors export (G_ema only)."""
     path = Path(path)
     if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
-        G, config, _ = load_generator(path)  # checks that the weights fit the generator the export names
+        G, config, _ = read_generator(path)  # checks that the weights fit the generator the export names
         return Source(path, {"generator": config["generator"], "resolution": G.resolution}, G.state_dict(), None)
     state = load_checkpoint(path)
     config = state.get("config")

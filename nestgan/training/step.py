@@ -16,7 +16,7 @@ from nestgan.config import TrainConfig
 from nestgan.device import autocast
 from nestgan.errors import ConfigError
 from nestgan.loss import d_loss, g_loss, r1_penalty
-from nestgan.networks import build_discriminator, build_generator
+from nestgan.networks import build_discriminator, generator_from_config
 from nestgan.training import distributed, finetune
 from nestgan.training.ema import ema_beta, update_ema
 
@@ -54,7 +54,7 @@ def build_networks(cfg: TrainConfig, device: torch.device | str = "cpu") -> tupl
     """G and D as the config describes them, initialised from torch's current random state; a config they cannot
     be built from is a ConfigError."""
     try:
-        G = build_generator(cfg.generator).to(device)
+        G = generator_from_config(cfg.generator).to(device)
         D = build_discriminator(cfg.d, cfg.resolution, **cfg.discriminator).to(device)
     except TypeError as e:
         raise ConfigError(f"cannot build the networks from the config: {e}") from None
