@@ -8,7 +8,6 @@ file is sniffed, so that an image, a web page or a Git LFS pointer passed by mis
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import os
 import pickle
@@ -39,15 +38,6 @@ MAGIC_NUMBERS = {
 GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 PICKLE_PROTOCOL_2_PLUS = b"\x80"  # legacy (non-zip) torch.save files are pickles of protocol >= 2
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in chunks (weights files, prepared image arrays)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

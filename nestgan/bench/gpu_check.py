@@ -273,7 +273,8 @@ def train_and_export(data: Path, out: Path, work: Path, recipe: str, minutes: fl
                      device: torch.device, batch: int | None) -> dict[str, Any]:
     """Train a recipe for `minutes` on the packed images, export its last G_ema in bf16 into `out` (in parts when
     large), and copy the run's log and last sample grid beside it."""
-    from nestgan.checkpoint import read_generator, sha256_of
+    from nestgan.checkpoint import read_generator
+    from nestgan.hashing import sha256_of
     from nestgan.commands.generate import write_export
     from nestgan.training import train
     from nestgan.training.rundir import snapshots

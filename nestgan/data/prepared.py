@@ -33,11 +33,11 @@ from torch.utils.data import Dataset
 
 from nestgan import atomic
 from nestgan.atomic import abandoned
-from nestgan.checkpoint import sha256_of
 from nestgan.data.npz import read_npy_header
 from nestgan.data.sources import DATASETS, SPLITS, SourcePlan
 from nestgan.data.subsets import data_label
 from nestgan.errors import ConfigError, DataError
+from nestgan.hashing import sha256_of
 
 PREPARE_VERSION = 1  # bump when decoding or resizing changes pixels
 CACHE_FIX = "point --cache-dir or NESTGAN_CACHE at a writable folder"

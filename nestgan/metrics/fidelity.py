@@ -33,8 +33,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nestgan.checkpoint import save_checkpoint, sha256_of
+from nestgan.atomic import atomic_write
 from nestgan.errors import ConfigError, DataError, DiskFullError
+from nestgan.hashing import sha256_of
 from nestgan.images import quantize_images
 from nestgan.metrics.inception_weights import EXTRACTOR as INCEPTION, resolve_inception_weights
 from nestgan.metrics.kinds import METRIC_KINDS, fid_statistics

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from nestgan.atomic import atomic_write
-from nestgan.checkpoint import sha256_of, tensor_bytes
+from nestgan.checkpoint import tensor_bytes
 from nestgan.errors import ConfigError
+from nestgan.hashing import sha256_of
 
 EXTRACTOR = "inception-v3-compat"  # torch-fidelity's TF-compatible Inception v3
 ENV_VAR = "NESTGAN_INCEPTION_WEIGHTS"

