@@ -241,8 +241,9 @@ def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
 
 def _save_cached(path: Path, content: dict[str, torch.Tensor]) -> None:
     """Cache `content` atomically; without room for it the metric goes on uncached (a warning, not an error)."""
+    size = sum(t.nelement() * t.element_size() for t in content.values())
     try:
-        save_checkpoint(path, content)
+        atomic_write(path, lambda f: torch.save(content, f), size_bytes=size)
     except DiskFullError as e:
         log.warning("warning: reference cache not written (%s); the metric is computed all the same, and the next "
                     "evaluation extracts the reference features again", e.what)
