@@ -255,6 +255,21 @@ def _read_export(path: Path, ema: bool) -> tuple[dict[str, Any], dict[str, torch
     return config, tensors, progress
 
 
+def networks_of(path: str | os.PathLike) -> dict[str, Any]:
+    """The networks a training checkpoint or a safetensors export was made with, as config keys: resolution, g and
+    generator, and d and discriminator when the file holds a D (an export holds none)."""
+    path = Path(path)
+    if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
+        generator, config, _ = read_generator(path)
+        return {"resolution": generator.resolution, "g": config["generator"]["arch"], "generator": config["generator"]}
+    state = load_checkpoint(path, mmap=True)
+    config = state.get("config")
+    if not isinstance(config, dict) or "generator" not in config:
+        raise CheckpointError(f"{path} holds no generator config; it was not written by train_gan.py")
+    keys = ("resolution", "g", "generator") + (("d", "discriminator") if "D" in state else ())
+    return {key: config[key] for key in keys if key in config}
+
+
 def read_generator(
     path: str | os.PathLike, ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:

@@ -300,6 +300,17 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
         elif cpu_keys:
             sources.append(f"[cpu] of {what} (the CPU recipe) not applied: {why_device}")
         layers.append(layer)
+    finetune_from = flags.get("finetune_from") or file.get("finetune_from")
+    if finetune_from and not Path(finetune_from).is_file():
+        sources.append(f"networks of --finetune-from {finetune_from} not read: no such file (training says so)")
+    elif finetune_from:  # the source's networks, over the dataset preset's choice; a --config file or flags still win
+        from nestgan.checkpoint import networks_of
+
+        networks = networks_of(finetune_from)
+        layers[0] = {**layers[0], **networks}
+        sources.append(f"networks of --finetune-from {finetune_from} applied over the {name} preset: "
+                       f"{', '.join(f'{key} {networks[key]}' for key in ('resolution', 'g', 'd') if key in networks)} "
+                       "(a --config file or flags naming others replace them)")
     if flags:
         keys = [f"data.{k}" for k in flags.get("data", {})] + [k for k in flags if k != "data"]
         over_cpu = [key for key in keys if key in set_by_cpu]

@@ -123,6 +123,22 @@ def test_resuming_an_attention_finetune_continues_exactly(tiny, tmp_path):
             assert torch.equal(state["exp_avg_sq"], b[key]["state"][index]["exp_avg_sq"]), f"{key} {index}"
 
 
+def test_finetune_builds_the_networks_of_its_source_over_the_dataset_preset(tiny, tmp_path):
+    """Without a --config file, the dataset preset (shapes: 32 px, its own networks) gives way to the source's
+    networks, and --dry-run says so; a flag naming another generator replaces the source's (its table with it)."""
+    _, _, source = tiny
+    trained = load_checkpoint(source)["config"]
+    result = run_cli("--dry-run", "--finetune-from", str(source), "--trainable", "attention")
+    assert result.exit_code == 0, result.output
+    cfg = json.loads(result.stdout)
+    for key in ("resolution", "g", "generator", "d", "discriminator"):
+        assert cfg[key] == trained[key], key
+    assert f"networks of --finetune-from {source} applied over the shapes preset" in result.stderr
+    other = run_cli("--dry-run", "--finetune-from", str(source), "--g", "conv", "--resolution", "32")
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.stdout)["generator"]["arch"] == "conv"
+
+
 def test_finetune_from_a_generator_export_starts_d_fresh(tiny, tmp_path):
     config, common, source = tiny
     G, cfg, progress = read_generator(source)
