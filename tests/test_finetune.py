@@ -175,7 +175,7 @@ def test_a_mismatched_checkpoint_is_one_line_naming_the_difference(tiny, tmp_pat
     assert other_d.exit_code == 2 and "its d differs ('resnet' there, 'dcgan' here)" in other_d.output
     bigger = run_cli(*common, "--outdir", str(tmp_path / "runs"), "--finetune-from", str(source), "--resolution", "32",
                      "--g", "conv")
-    assert bigger.exit_code == 2 and "it makes 16 px images, this run 32 px" in bigger.output
+    assert bigger.exit_code == 2 and "its resolution differs (16 there, 32 here)" in bigger.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

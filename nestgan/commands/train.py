@@ -97,8 +97,7 @@ def main(config_file: str | None, dry_run: bool, **options: Any) -> None:
 
 def describe_networks(cfg: TrainConfig) -> str:
     """Parameters of the networks the config builds, and how many of them train."""
-    from nestgan.training.finetune import describe_parameters, trainable_parameters
-    from nestgan.training.step import build_networks
+    from nestgan.training.step import build_networks, describe_parameters, trainable_parameters
 
     G, D = build_networks(cfg)
     trainable_parameters(G, D, cfg)

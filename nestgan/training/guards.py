@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import torch
 
-from nestgan.checkpoint import load_checkpoint
 from nestgan.config import TrainConfig
 from nestgan.errors import DiskFullError, TrainingError
-from nestgan.training.resume import restore
+from nestgan.training.checkpoint import TrainingCheckpoint
 from nestgan.training.rundir import RunDir, snapshots
 from nestgan.training.step import TrainState
 
@@ -103,7 +102,7 @@ class Recovery:
                 "lower the learning rates or r1_gamma, or use --precision fp32"
             )
         self.tries += 1
-        restore(s, load_checkpoint(self.last_good), session)
+        TrainingCheckpoint.read(self.last_good).restore(s, session)
         for opt in (s.opt_G, s.opt_D):
             for group in opt.param_groups:
                 group["lr"] *= cfg.nan_lr_factor**self.tries

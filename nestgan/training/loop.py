@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from nestgan.checkpoint import load_checkpoint
 from nestgan.config import TrainConfig
 from nestgan.data.subsets import data_label
 from nestgan.device import process_device
@@ -23,7 +22,7 @@ from nestgan.training import distributed, finetune
 from nestgan.training.distributed import World
 from nestgan.training.guards import Recovery, StopSignals, all_finite, disk_full_ends_training, networks_tensors
 from nestgan.training.report import Statistics, describe, format_seconds, tensorboard_writer
-from nestgan.training.resume import check_resumable, resolve_resume, restore
+from nestgan.training.checkpoint import TrainingCheckpoint, check_resumable, resolve_resume
 from nestgan.training.rundir import RunDir
 from nestgan.training.session import Session, configure_device, open_data, preflight
 from nestgan.training.snapshot import GRID_SIZE, reals_for_grid, snapshot
@@ -43,7 +42,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     # Everything that can be wrong with the config or the resume checkpoint fails here, before any output.
     preflight(cfg, world)
     resume_path = resolve_resume(cfg)
-    ckpt = load_checkpoint(resume_path) if resume_path else None
+    ckpt = TrainingCheckpoint.read(resume_path) if resume_path else None
     if ckpt is not None:
         check_resumable(cfg, ckpt, resume_path)
     state = build_state(cfg, device, world.rank)
@@ -59,7 +58,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
                           threads=threads if device.type == "cpu" else None, writer=tensorboard_writer(run))
         log = session.log
         if ckpt is not None:
-            restore(state, ckpt, session)
+            ckpt.restore(state, session)
             del ckpt  # its copies of the weights and optimiser states would otherwise stay for the whole run
             log(f"resumed from {resume_path} at {state.images_seen / 1000:g} kimg "
                 f"(tick {state.tick}, step {state.step})")

@@ -12,9 +12,8 @@ import torch
 from nestgan.data.subsets import data_label
 from nestgan.device import peak_memory_bytes, synchronize
 from nestgan.training import distributed
-from nestgan.training.finetune import describe_parameters
 from nestgan.training.rundir import RunDir
-from nestgan.training.step import TrainState
+from nestgan.training.step import TrainState, describe_parameters
 
 if TYPE_CHECKING:
     from nestgan.training.session import Session

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nestgan.checkpoint import save_checkpoint
 from nestgan.training import distributed
+from nestgan.training.checkpoint import TrainingCheckpoint, rank_state
 from nestgan.training.guards import StopRequested, StopSignals
 from nestgan.training.report import format_seconds
-from nestgan.training.resume import checkpoint_state, rank_state
 from nestgan.training.rundir import kimg_stamp
 from nestgan.training.step import TrainState, grid_images
 
@@ -37,7 +36,7 @@ def snapshot(session: Session, s: TrainState, stop: StopSignals, keep: bool = Fa
         if writer:
             writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)
         path = run.snapshot_path(s.images_seen)
-        save_checkpoint(path, checkpoint_state(s, cfg, rank_states))
+        TrainingCheckpoint.of(s, cfg, rank_states).write(path)
         if keep:
             run.kept.add(path)
         run.prune_snapshots(cfg.keep_snapshots)

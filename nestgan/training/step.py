@@ -17,9 +17,10 @@ from nestgan.device import autocast
 from nestgan.errors import ConfigError
 from nestgan.loss import d_loss, g_loss, r1_penalty
 from nestgan.networks import build_discriminator, generator_from_config
-from nestgan.training import distributed, finetune
+from nestgan.training import distributed
 from nestgan.training.ema import ema_beta, update_ema
 
+ATTENTION_KEY = "attn"  # NesT/TransGAN TransformerLayer.attn: qkv and proj, what --trainable attention trains
 # Independent random streams, one per purpose and rank, all derived from cfg.seed.
 LATENT_STREAM, AUGMENT_STREAM, TORCH_STREAM = 1, 2, 3
 
@@ -63,11 +64,53 @@ def build_networks(cfg: TrainConfig, device: torch.device | str = "cpu") -> tupl
     return G, D
 
 
+def trainable_parameters(G: nn.Module, D: nn.Module, cfg: TrainConfig) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Freeze what cfg.trainable and cfg.freeze_d exclude (requires_grad False); return the parameters left to train
+    in G and in D, the lists the optimisers are built over."""
+    if cfg.trainable == "attention":
+        names = [name for name, _ in G.named_parameters() if ATTENTION_KEY in name]
+        if not names:
+            raise ConfigError(
+                f"--trainable attention: the {cfg.g} generator has no attention parameters; "
+                "use a nest or transgan generator, or --trainable all"
+            )
+        for name, p in G.named_parameters():
+            p.requires_grad_(ATTENTION_KEY in name)
+    if cfg.freeze_d:
+        blocks = D.input_blocks()
+        if cfg.freeze_d > len(blocks):
+            raise ConfigError(
+                f"--freeze-d {cfg.freeze_d}: the {cfg.d} discriminator at {cfg.resolution} px has only {len(blocks)} "
+                f"blocks; use --freeze-d 0 to {len(blocks)}"
+            )
+        for block in blocks[: cfg.freeze_d]:
+            block.requires_grad_(False)
+    return [p for p in G.parameters() if p.requires_grad], [p for p in D.parameters() if p.requires_grad]
+
+
+def set_requires_grad(optimizer: torch.optim.Optimizer, flag: bool) -> None:
+    """requires_grad of the parameters `optimizer` trains, and only those: frozen ones never get a gradient."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.requires_grad_(flag)
+
+
+def describe_parameters(G: nn.Module, D: nn.Module, cfg: TrainConfig) -> str:
+    """'G nest 6.52M params, 0.79M trainable, D dcgan 2.76M params, 2.76M trainable' (after freezing)."""
+
+    def counts(module: nn.Module) -> str:
+        total = sum(p.numel() for p in module.parameters())
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        return f"{total / 1e6:.2f}M params, {trainable / 1e6:.2f}M trainable"
+
+    return f"G {cfg.g} {counts(G)}, D {cfg.d} {counts(D)}"
+
+
 def build_state(cfg: TrainConfig, device: torch.device, rank: int = 0) -> TrainState:
     """Networks, optimisers and random streams; weights are initialised from cfg.seed, equal on every rank."""
     torch.manual_seed(cfg.seed)
     G, D = build_networks(cfg, device)
-    params_G, params_D = finetune.trainable_parameters(G, D, cfg)  # the optimisers hold only these
+    params_G, params_D = trainable_parameters(G, D, cfg)  # the optimisers hold only these
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     torch.manual_seed(stream_seed(cfg.seed, rank, TORCH_STREAM))
     betas = (cfg.beta1, cfg.beta2)
@@ -117,8 +160,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         stats[name] = stats.get(name, 0) + value.detach().float() / accum
 
     # D step: push real logits up and fake logits down; every 16th step also R1 on the (augmented) reals.
-    finetune.set_requires_grad(s.opt_G, cfg.shared_fakes)  # the shared fakes keep their graph for the G step
-    finetune.set_requires_grad(s.opt_D, True)
+    set_requires_grad(s.opt_G, cfg.shared_fakes)  # the shared fakes keep their graph for the G step
+    set_requires_grad(s.opt_D, True)
     s.opt_D.zero_grad(set_to_none=True)
     D_forward = s.D if do_r1 else s.D_forward  # double backward (R1) does not run through torch.compile
     fakes = []
@@ -149,8 +192,8 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         s.scaler_D.update()
 
     # G step: make D call the (augmented) fakes real.
-    finetune.set_requires_grad(s.opt_G, True)
-    finetune.set_requires_grad(s.opt_D, False)
+    set_requires_grad(s.opt_G, True)
+    set_requires_grad(s.opt_D, False)
     s.opt_G.zero_grad(set_to_none=True)
     if not cfg.shared_fakes:
         fakes = []
@@ -171,7 +214,7 @@ def training_step(s: TrainState, reals: torch.Tensor, cfg: TrainConfig, micro_ba
         distributed.average_gradients(s.G)
         s.scaler_G.step(s.opt_G)
         s.scaler_G.update()
-    finetune.set_requires_grad(s.opt_D, True)
+    set_requires_grad(s.opt_D, True)
 
     s.images_seen += cfg.batch
     s.step += 1
