@@ -28,6 +28,7 @@ from nestgan.metrics import evaluate_metrics, inception_weights, resolve_incepti
 from readonly import read_only, read_only_command, tree  # noqa: E402  (pytest puts tests/ on sys.path)
 from test_metrics import PIXELS  # noqa: E402  (registers the cheap stand-in for Inception)
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

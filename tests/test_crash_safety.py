@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import tiny_toml
 from nestgan.checkpoint import load_checkpoint
 from nestgan.training.rundir import snapshots
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 
 WRITER = """

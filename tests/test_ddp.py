@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from conftest import TINY_GENERATOR, tiny_toml
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 TINY_D = {"channel_base": 128, "channel_max": 16}
 

@@ -32,6 +32,7 @@ from nestgan.training.rundir import RunDir, find_latest_checkpoint
 from test_metrics import PIXELS, TinyGenerator, shapes  # noqa: F401  (pytest puts tests/ on sys.path)
 from test_reliability import tiny_run_config
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 TINY_TOML = tiny_toml(tick_kimg=0.032, snap=2, augment="translation")
 

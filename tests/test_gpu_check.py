@@ -63,6 +63,7 @@ def test_packed_zip_reads_back_as_the_celeba_pixels(packed, tmp_path):
     assert 1 <= count < 6 and small.stat().st_size <= packed.stat().st_size // 2
 
 
+@pytest.mark.slow  # the whole check in a subprocess
 def test_quick_run_end_to_end_without_torch_fidelity(packed, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "NESTGAN_CACHE": str(tmp_path / "cache")}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "nestgan")
 CONSOLE_SCRIPTS = ("nestgan-train", "nestgan-generate", "nestgan-evaluate", "nestgan-bench", "nestgan-race")

@@ -23,6 +23,7 @@ from test_metrics import PIXELS  # noqa: E402  (pytest puts tests/ on sys.path; 
 from test_train_cli import TINY_TOML as TRAIN_CLI_TINY_TOML  # noqa: E402
 
 # test_train_cli's tiny 16 px run, whose ticks end only at a minute mark or at the end: every snapshot is one of those.
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 RACE_TOML = TRAIN_CLI_TINY_TOML.replace("tick_kimg = 0.032\nsnap = 2\n", "tick_kimg = 10\nsnap = 1000\n")
 assert "snap = 1000" in RACE_TOML
 METRICS = "fid16_full,kid16_full"

@@ -19,6 +19,7 @@ from nestgan.training import loop
 
 from test_training import TINY_G, tiny_config  # noqa: F401  (pytest puts tests/ on sys.path)
 
+pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 
 
