@@ -123,6 +123,16 @@ def test_resuming_an_attention_finetune_continues_exactly(tiny, tmp_path):
             assert torch.equal(state["exp_avg_sq"], b[key]["state"][index]["exp_avg_sq"]), f"{key} {index}"
 
 
+def test_a_checkpoint_with_only_a_generator_is_a_source_with_no_d(make_tiny_checkpoint, tmp_path):
+    """A fine-tune source needs the generator's config and G_ema, not a whole training checkpoint."""
+    from nestgan.training.finetune import load_source
+
+    path = make_tiny_checkpoint(tmp_path / "generator-only.pt")
+    source = load_source(path)
+    assert source.D is None and source.config["generator"] == load_checkpoint(path)["config"]["generator"]
+    assert source.G.keys() == load_checkpoint(path)["G_ema"].keys()
+
+
 def test_finetune_builds_the_networks_of_its_source_over_the_dataset_preset(tiny, tmp_path):
     """Without a --config file, the dataset preset (shapes: 32 px, its own networks) gives way to the source's
     networks, and --dry-run says so; a flag naming another generator replaces the source's (its table with it)."""

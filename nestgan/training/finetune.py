@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nestgan.checkpoint import ANY_GENERATOR_FILE, file_format, read_generator
+from nestgan.checkpoint import ANY_GENERATOR_FILE, file_format, load_checkpoint, read_generator
 from nestgan.config import TrainConfig
 from nestgan.errors import CheckpointError, ConfigError
-from nestgan.training.checkpoint import TrainingCheckpoint, check_networks
+from nestgan.training.checkpoint import check_networks
 
 
 @dataclass
@@ -45,8 +45,11 @@ def load_source(path: str | Path) -> Source:
     if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
         G, config, _ = read_generator(path)  # checks that the weights fit the generator the export names
         return Source(path, {"generator": config["generator"], "resolution": G.resolution}, G.state_dict(), None)
-    ckpt = TrainingCheckpoint.read(path)
-    return Source(path, ckpt.config, ckpt.G_ema, ckpt.D)
+    state = load_checkpoint(path)  # any checkpoint with a generator: its optimisers and streams are not needed
+    config = state.get("config")
+    if not isinstance(config, dict) or "generator" not in config or "G_ema" not in state:
+        raise CheckpointError(f"{path} holds no generator config or G_ema; pass a checkpoint written by train_gan.py")
+    return Source(path, config, state["G_ema"], state.get("D"))
 
 
 def _load(module: nn.Module, weights: dict[str, torch.Tensor], what: str, path: Path) -> None:
