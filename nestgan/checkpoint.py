@@ -42,7 +42,12 @@ ZIP_LOCAL_HEADER = b"PK\x03\x04"
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write a training checkpoint (`state` plus the format version) atomically."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f), size_bytes=tensor_bytes(state))
+    save_tensors(path, {"format": FORMAT_VERSION, **state})
+
+
+def save_tensors(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """torch.save `state` (nested tensors) atomically; for want of space a DiskFullError naming about its size."""
+    atomic_write(path, lambda f: torch.save(state, f), size_bytes=tensor_bytes(state))
 
 
 def tensor_bytes(value: Any) -> int:

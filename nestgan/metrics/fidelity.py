@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nestgan.atomic import atomic_write
+from nestgan.checkpoint import save_tensors
 from nestgan.errors import ConfigError, DataError, DiskFullError
 from nestgan.hashing import sha256_of
 from nestgan.images import quantize_images
@@ -240,10 +240,9 @@ def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
 
 
 def _save_cached(path: Path, content: dict[str, torch.Tensor]) -> None:
-    """Cache `content` atomically; without room for it the metric goes on uncached (a warning, not an error)."""
-    size = sum(t.nelement() * t.element_size() for t in content.values())
+    """Cache `content` atomically (no checkpoint format key); without room for it the metric goes on uncached (a warning, not an error)."""
     try:
-        atomic_write(path, lambda f: torch.save(content, f), size_bytes=size)
+        save_tensors(path, content)
     except DiskFullError as e:
         log.warning("warning: reference cache not written (%s); the metric is computed all the same, and the next "
                     "evaluation extracts the reference features again", e.what)

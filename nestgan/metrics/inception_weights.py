@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from nestgan.atomic import atomic_write
-from nestgan.checkpoint import tensor_bytes
+from nestgan.checkpoint import save_tensors
 from nestgan.errors import ConfigError
 from nestgan.hashing import sha256_of
 
@@ -173,7 +173,7 @@ def convert_fid_helper_weights(scripted_path: Path, out_path: Path) -> str:
         raise ConfigError(f"converted Inception features differ from {scripted_path} (relative error {error:.2g})")
 
     state = model.state_dict()
-    atomic_write(out_path, lambda f: torch.save(state, f), size_bytes=tensor_bytes(state))
+    save_tensors(out_path, state)
     digest = sha256_of(out_path)
     # The sidecar comes last: without it (a crash, a full disk) the cached file is not trusted but converted again.
     atomic_write(out_path.with_name(out_path.name + ".sha256"), lambda f: f.write(f"{digest}\n".encode()))
