@@ -6,7 +6,8 @@ impossible combinations, before any work starts; every problem is one ConfigErro
 
 A table named for a component ([generator], [discriminator]) applies while that component stays the same: a higher
 source that names another g or d (or another resolution, for a table made for one size) without a table of its own
-drops the lower source's table (see _component).
+drops the lower source's table (see _component). The table that applies is then resolved onto its preset (the end
+of this module), with a line saying which preset and why.
 """
 
 from __future__ import annotations
@@ -23,15 +24,8 @@ from nestgan.data.sources import DATASETS
 from nestgan.device import DEVICES, PRECISION_CHOICES, check_precision, resolve_device, resolve_precision
 from nestgan.errors import ConfigError
 from nestgan.loss import LOSSES
-from nestgan.networks import DISCRIMINATORS, GENERATORS
-from nestgan.components import (
-    discriminator_preset_name,
-    discriminator_source,
-    generator_source,
-    resolve_discriminator,
-    resolve_generator,
-)
-from nestgan.presets import dataset_preset, read_toml
+from nestgan.networks import DISCRIMINATORS, GENERATORS, discriminator_preset, generator_preset
+from nestgan.presets import dataset_preset, preset_names, read_toml
 from nestgan.schema import check_keys, table
 
 # Tables named for a component, and the key that names the component's family.
@@ -343,3 +337,67 @@ def _show(value: Any) -> str:
 def _one_of(key: str, value: str, allowed: typing.Iterable[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got '{value}'")
+
+
+# Component presets behind the [generator] and [discriminator] tables: which preset a table builds on, the resolved
+# keyword arguments, and a line saying why (TrainConfig.sources). Which table applies at all is _component's rule;
+# these only resolve the table that survived it.
+
+
+def generator_preset_name(g: str, resolution: int, table: dict[str, Any]) -> str | None:
+    """The preset a [generator] table builds on: its "preset", else "<g>-<resolution>"; None when the table is
+    complete by itself ("arch" and no "preset")."""
+    if "arch" in table and "preset" not in table:
+        return None
+    name = table.get("preset", f"{g}-{resolution}")
+    if not isinstance(name, str):
+        raise ConfigError(f"generator.preset must be a preset name like 'nest-32', got {name!r}")
+    return name
+
+
+def resolve_generator(g: str, resolution: int, table: dict[str, Any]) -> dict[str, Any]:
+    """[generator] table -> full generator preset dict with "arch": the table's keys over its preset's."""
+    name = generator_preset_name(g, resolution, table)
+    if name is None:
+        return dict(table)
+    return {**generator_preset(name), **{k: v for k, v in table.items() if k != "preset"}}
+
+
+def generator_source(g: str, resolution: int, table: dict[str, Any]) -> str:
+    """Which generator preset a [generator] table applies, and why, for TrainConfig.sources."""
+    name = generator_preset_name(g, resolution, table)
+    if name is None:
+        return f"no generator preset: the [generator] table is a complete '{table['arch']}' generator"
+    why = "named by the [generator] table" if "preset" in table else f"g is {g}, resolution {resolution}"
+    overrides = [key for key in table if key != "preset"]
+    return f"generator preset {name} applied: {why}" + (
+        f"; the [generator] table overrides {', '.join(overrides)}" if overrides else ""
+    )
+
+
+def discriminator_preset_name(d: str, resolution: int, table: dict[str, Any]) -> str | None:
+    """The preset a [discriminator] table builds on: its "preset", else "<d>-d-<resolution>" for a d that has
+    presets (nest); None for a d whose constructor defaults fit every resolution (resnet, dcgan)."""
+    if "preset" in table:
+        name = table["preset"]
+        if not isinstance(name, str):
+            raise ConfigError(f"discriminator.preset must be a preset name like 'nest-d-64', got {name!r}")
+        return name
+    has_presets = any(name.startswith(f"{d}-d-") for name in preset_names("discriminators"))
+    return f"{d}-d-{resolution}" if has_presets else None
+
+
+def discriminator_source(d: str, resolution: int, table: dict[str, Any]) -> str:
+    """Which discriminator preset a [discriminator] table applies, and why, for TrainConfig.sources."""
+    name = discriminator_preset_name(d, resolution, table)
+    why = "named by the [discriminator] table" if "preset" in table else f"d is {d}, resolution {resolution}"
+    return f"discriminator preset {name} applied: {why}"
+
+
+def resolve_discriminator(d: str, name: str, table: dict[str, Any]) -> dict[str, Any]:
+    """Preset `name` with the [discriminator] table's keys over it, as keyword arguments of build_discriminator."""
+    preset = discriminator_preset(name)
+    if preset.get("arch") != d:
+        raise ConfigError(f"discriminator preset '{name}' builds a '{preset.get('arch')}' discriminator but d = "
+                          f"'{d}'; make them agree (or drop the preset to use d's default)")
+    return {**{k: v for k, v in preset.items() if k != "arch"}, **{k: v for k, v in table.items() if k != "preset"}}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nestgan.components import discriminator_preset_name, resolve_discriminator
+from nestgan.config import discriminator_preset_name, resolve_discriminator
 from nestgan.errors import ConfigError
 from nestgan.loss import r1_penalty
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, generator_from_config, discriminator_preset,
