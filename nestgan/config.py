@@ -25,6 +25,7 @@ from nestgan.device import DEVICES, PRECISION_CHOICES, check_precision, resolve_
 from nestgan.errors import ConfigError
 from nestgan.loss import LOSSES
 from nestgan.networks import DISCRIMINATORS, GENERATORS, discriminator_preset, generator_preset
+from nestgan.networks.conv import check_resolution
 from nestgan.presets import dataset_preset, preset_names, read_toml
 from nestgan.schema import check_keys, table
 
@@ -148,8 +149,7 @@ class TrainConfig:
         _one_of("precision", self.precision, PRECISION_CHOICES)
         _one_of("device", self.device, DEVICES)
         _one_of("trainable", self.trainable, TRAINABLE)
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
+        check_resolution(self.resolution)
         if self.generator.get("arch") != self.g:
             raise ConfigError(
                 f"the [generator] table builds a '{self.generator.get('arch')}' generator but g = '{self.g}'; "

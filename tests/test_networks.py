@@ -11,6 +11,7 @@ from nestgan.errors import ConfigError
 from nestgan.loss import r1_penalty
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, generator_from_config, discriminator_preset,
                               generator_preset)
+from nestgan.networks.conv import check_resolution
 from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
                                   PixelShuffleDeaggregation, unblockify)
 from nestgan.networks.transformer import AdaptiveLayerNorm, Attention
@@ -404,6 +405,27 @@ def test_unknown_arch_and_option_are_named():
         generator_from_config({**TINY_NEST, "width_list": [1]})
     with pytest.raises(ConfigError, match="power of two"):
         build_discriminator("resnet", 48)
+
+
+@pytest.mark.parametrize("build", [
+    lambda r: build_discriminator("resnet", r), lambda r: build_discriminator("dcgan", r),
+    lambda r: generator_from_config({"arch": "conv", "resolution": r}),
+    lambda r: generator_from_config({"arch": "dcgan", "resolution": r}),
+])
+def test_conv_networks_share_one_resolution_rule(build):
+    """The config and the four conv networks ask one function, whose count of 2x steps from 4 px is the depth each
+    network builds: a generator made for r px draws r px images, a discriminator takes them."""
+    assert [check_resolution(r) for r in (8, 64, 128)] == [1, 4, 5]
+    for bad in (4, 48, 96):
+        with pytest.raises(ConfigError, match=f"resolution must be a power of two >= 8, got {bad}"):
+            build(bad)
+    for r in (8, 32):
+        net = build(r).eval()
+        with torch.no_grad():
+            if hasattr(net, "z_dim"):
+                assert net(torch.randn(2, net.z_dim)).shape == (2, 3, r, r)
+            else:
+                assert net(torch.randn(2, 3, r, r)).numel() == 2
 
 
 def test_flop_count_matches_hand_count_for_one_linear_stem():

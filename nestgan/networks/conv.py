@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +24,14 @@ class BatchStatNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
 
 
+def check_resolution(resolution: int, who: str = "") -> int:
+    """The number of 2x steps between 4 px and `resolution`, which must be a power of two >= 8 (the networks start
+    or end at 4x4); `who` names the network that asked, for the error."""
+    if not isinstance(resolution, int) or resolution < 8 or resolution & (resolution - 1):
+        raise ConfigError(f"{who + ': ' if who else ''}resolution must be a power of two >= 8, got {resolution}")
+    return resolution.bit_length() - 3
+
+
 def batch_norm_class(sample_bn: str, arch: str) -> type[nn.BatchNorm2d]:
     """The BatchNorm of an `arch` generator that samples with `sample_bn` statistics (see SAMPLE_BN)."""
     if sample_bn not in SAMPLE_BN:
@@ -42,10 +48,8 @@ class ConvGenerator(nn.Module):
     def __init__(self, z_dim: int = 128, resolution: int = 64, channel_base: int = 512, channel_min: int = 64,
                  sample_bn: str = "running") -> None:
         super().__init__()
-        doublings = math.log2(resolution / 4)
-        if resolution < 8 or doublings != int(doublings):
-            raise ConfigError(f"conv generator: resolution {resolution} must be a power of two >= 8")
-        channels = [max(channel_base // 2**i, channel_min) for i in range(int(doublings) + 1)]
+        doublings = check_resolution(resolution, "conv generator")
+        channels = [max(channel_base // 2**i, channel_min) for i in range(doublings + 1)]
         norm = batch_norm_class(sample_bn, "conv")
         self.z_dim = z_dim
         self.resolution = resolution
@@ -85,10 +89,8 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, z_dim: int = 100, resolution: int = 64, ngf: int = 64, sample_bn: str = "running") -> None:
         super().__init__()
-        doublings = math.log2(resolution / 4)
-        if resolution < 8 or doublings != int(doublings):
-            raise ConfigError(f"dcgan generator: resolution {resolution} must be a power of two >= 8")
-        channels = [ngf * 2**i for i in reversed(range(int(doublings)))]  # 64 px: 512, 256, 128, 64
+        doublings = check_resolution(resolution, "dcgan generator")
+        channels = [ngf * 2**i for i in reversed(range(doublings))]  # 64 px: 512, 256, 128, 64
         norm = batch_norm_class(sample_bn, "dcgan")
         self.z_dim = z_dim
         self.resolution = resolution

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from nestgan.errors import ConfigError
-from nestgan.networks.conv import init_dcgan_weights
+from nestgan.networks.conv import check_resolution, init_dcgan_weights
 
 
 def init_lrelu_weights(module: nn.Module) -> None:
@@ -23,13 +23,6 @@ def init_lrelu_weights(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-def _check_resolution(name: str, resolution: int) -> int:
-    halvings = math.log2(resolution / 4)
-    if resolution < 8 or halvings != int(halvings):
-        raise ConfigError(f"{name} discriminator: resolution {resolution} must be a power of two >= 8")
-    return int(halvings)
 
 
 class ResidualDownBlock(nn.Module):
@@ -68,7 +61,7 @@ class ResNetDiscriminator(nn.Module):
 
     def __init__(self, resolution: int, channel_base: int = 4096, channel_max: int = 256, mbstd_group: int = 4) -> None:
         super().__init__()
-        halvings = _check_resolution("resnet", resolution)
+        halvings = check_resolution(resolution, "resnet discriminator")
         channels = [min(channel_base // (resolution >> i), channel_max) for i in range(halvings + 1)]
         self.from_rgb = nn.Conv2d(3, channels[0], 1)
         self.blocks = nn.Sequential(*[ResidualDownBlock(a, b) for a, b in zip(channels[:-1], channels[1:])])
@@ -108,7 +101,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         if norm not in DCGAN_NORMS:
             raise ConfigError(f"dcgan discriminator: unknown norm '{norm}' (choose from {', '.join(DCGAN_NORMS)})")
-        halvings = _check_resolution("dcgan", resolution)
+        halvings = check_resolution(resolution, "dcgan discriminator")
         layers: list[nn.Module] = []
         c_in = 3
         for i in range(halvings):
