@@ -16,12 +16,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nestgan.errors import ConfigError
 from nestgan.networks.discriminators import MinibatchStd
 from nestgan.networks.nest import NesTLevel, check_levels
-from nestgan.networks.transformer import init_vit_weights
+from nestgan.networks.transformer import init_vit_weights, twice_differentiable_attention
 
 
 class ConvAggregation(nn.Module):
@@ -90,10 +89,7 @@ class NesTDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # contiguous: the levels view the map as (B, H, W, C) memory, and an NCHW conv output's permute is not that
         x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, R/p, R/p, C0)
-        # R1 differentiates the input gradient once more. The fused attention kernels (CPU flash, CUDA flash and
-        # memory-efficient) have no double backward ("derivative for ..._backward is not implemented"); the math
-        # one, an explicit softmax(q k^T / sqrt(d)) v, has.
-        with sdpa_kernel(SDPBackend.MATH):
+        with twice_differentiable_attention():  # R1 differentiates the input gradient once more
             for i, level in enumerate(self.levels):
                 x = level(x)  # (B, H, W, C_i)
                 if i < len(self.aggregations):

@@ -47,12 +47,20 @@ class Attention(nn.Module):
         return self.proj(x)
 
 
+# The attention kernels: which scaled_dot_product_attention backend runs is chosen here and nowhere else.
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     # The fused CPU kernel's bf16 backward is about 10x slower than the math one on many short sequences
     # (NesT's blocks of 16 tokens): 463 against 55 ms for 2048 blocks x 4 heads on an AVX512-BF16 CPU.
     cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
     with sdpa_kernel(SDPBackend.MATH) if cpu_bf16 else contextlib.nullcontext():
         return F.scaled_dot_product_attention(q, k, v)
+
+
+def twice_differentiable_attention() -> contextlib.AbstractContextManager:
+    """Attention inside this context can be differentiated twice (R1 differentiates a discriminator's input
+    gradient once more): the fused kernels (CPU flash, CUDA flash and memory-efficient) have no double backward
+    ("derivative for ..._backward is not implemented"); the math one, an explicit softmax(q k^T / sqrt(d)) v, has."""
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 class Mlp(nn.Sequential):
