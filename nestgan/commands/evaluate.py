@@ -18,13 +18,13 @@ import torch
 
 from nestgan.checkpoint import read_generator
 from nestgan.cli import user_errors_as_exit
+from nestgan.config import load_config
 from nestgan.data import DATASETS, SPLITS, load_training_data
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
 from nestgan.metrics.fidelity import COMPILE_MIN_IMAGES, COMPILE_MODES, INTERNAL_DTYPES
 from nestgan.metrics.kinds import METRIC_KINDS
-from nestgan.presets import dataset_preset
 from nestgan.threads import choose_threads
 
 CUDA_DEFAULT_METRICS = ["fid50k_full"]  # StyleGAN's headline FID
@@ -38,13 +38,13 @@ def default_metrics(device_type: str, dataset: str) -> tuple[list[str], str]:
     """The metrics evaluate runs when --metrics is not given, and why."""
     if device_type == "cuda":
         return CUDA_DEFAULT_METRICS, "the default on CUDA"
-    preset, _ = dataset_preset(dataset)
-    cpu_table = preset.get("cpu") if isinstance(preset.get("cpu"), dict) else {}
+    # The dataset preset as training resolves it, with and without its CPU recipe: one reader of [cpu] tables.
+    with_cpu, without_cpu = (load_config({"data": {"name": dataset}}, cpu_recipe=on).metrics for on in (True, False))
     instead = f"on a CPU, instead of {', '.join(CUDA_DEFAULT_METRICS)}, which would take hours"
-    if cpu_table.get("metrics"):
-        return cpu_table["metrics"], f"the [cpu] choice of the {dataset} preset {instead}"
-    if preset.get("metrics"):
-        return preset["metrics"], f"the {dataset} preset's metrics {instead}"
+    if with_cpu != without_cpu:
+        return with_cpu, f"the [cpu] choice of the {dataset} preset {instead}"
+    if with_cpu:
+        return with_cpu, f"the {dataset} preset's metrics {instead}"
     return CPU_FALLBACK_METRICS, f"a FID that fits a CPU {instead}"
 
 
