@@ -38,6 +38,16 @@ def seed_latent(seed: int, z_dim: int, trunc_resample: float | None = None) -> t
     return z
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (T,) x (D,) -> (T, D), with magnitudes interpolated linearly; lerp if a || b."""
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    t = t.view(-1, 1)
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
     """The generator in a training checkpoint (network-snapshot-*.pt, best.pt) or a safetensors export, rebuilt
     from the config stored with it, in eval mode on `device`. A checkpoint gives G_ema, or G with ema=False.

@@ -21,16 +21,15 @@ import tempfile
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 from PIL import Image
 
-from nestgan.api import check_sampling, sample, seed_latent, synthesize
+from nestgan.api import check_sampling, sample, seed_latent, slerp, synthesize
 from nestgan.checkpoint import EXPORT_DTYPES, export_generator, read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
-from nestgan.images import image_grid
+from nestgan.images import as_pixels, image_grid, write_gif
 
 MAX_SEED = 2**32 - 1  # StyleGAN's range (numpy RandomState seeds)
 
@@ -47,21 +46,6 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
             raise ConfigError(f"bad seed range '{part.strip()}' in {flag}: need A <= B <= {MAX_SEED}")
         seeds.extend(range(first, last + 1))
     return seeds
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation (T,) x (D,) -> (T, D), with magnitudes interpolated linearly; lerp if a || b."""
-    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)
-    t = t.view(-1, 1)
-    if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-def as_pixels(images: torch.Tensor) -> np.ndarray:
-    """uint8 (N, 3, R, R) -> (N, R, R, 3), as PIL and the grids take them."""
-    return images.permute(0, 2, 3, 1).numpy()
 
 
 def default_outdir(ckpt: str) -> Path:
@@ -175,8 +159,7 @@ def main(
                                       progress=True))
         Image.fromarray(image_grid(images, columns=steps)).save(out / names[0])
         if gif:
-            frames = [Image.fromarray(im) for im in images]
-            frames[0].save(out / names[1], save_all=True, append_images=frames[1:], duration=120, loop=0)
+            write_gif(images, out / names[1])
         click.echo(f"wrote {', '.join(names)} ({steps} steps) to {out}")
         return
 
