@@ -37,6 +37,12 @@ def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     return grid
 
 
+def grid_picture(images: torch.Tensor) -> np.ndarray:
+    """Generator output (N, 3, R, R) in [-1, 1] -> its square-ish grid, uint8 (H, W, 3), quantised as the metrics
+    see the images: a run's fakes*.png and the grid TensorBoard shows beside them."""
+    return image_grid(as_pixels(quantize_images(images.detach().float().cpu())))
+
+
 def write_gif(frames: np.ndarray | list[np.ndarray], dest: str | os.PathLike | BinaryIO, frame_ms: int = 120,
               bounce: bool = False) -> None:
     """An endless animated GIF of uint8 frames (H, W, 3) to a path or a binary file; with `bounce` it plays back to

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nestgan.augment import DiffAugment, cutout, translation
 from nestgan.checkpoint import load_checkpoint
@@ -278,3 +280,40 @@ def test_minutes_budget_stops_early_with_a_snapshot_and_counts_over_resumes(tmp_
     assert "time budget of 0.05 min reached" in log
     with pytest.raises(ConfigError, match="raise --minutes"):  # the budget is spent: nothing left to resume
         train(tiny_config(**{**vars(cfg), "data": vars(cfg.data), "resume": "latest"}))
+
+
+class RecordingWriter:
+    """Stands in for TensorBoard's SummaryWriter: records what a run gives it."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[str, np.ndarray, int]] = []
+        self.scalars: list[tuple[str, float, int]] = []
+
+    def add_image(self, tag: str, picture: np.ndarray, step: int, dataformats: str = "CHW") -> None:
+        assert dataformats == "HWC"
+        self.images.append((tag, picture.copy(), step))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.scalars.append((tag, value, step))
+
+    def close(self) -> None:
+        pass
+
+
+def test_tensorboard_gets_the_fixed_z_grid_of_every_snapshot_beside_its_scalars(tmp_path, monkeypatch):
+    """TensorBoard's images are the run's own grids, pixel for pixel: reals and the fixed-z fakes at the start,
+    then fakes<kimg>.png at every snapshot, at the images seen, the step its scalars use."""
+    writer = RecordingWriter()
+    monkeypatch.setattr("nestgan.training.loop.tensorboard_writer", lambda run: writer)
+    torch.set_num_threads(1)
+    cfg = tiny_config(kimg=0.096, outdir=str(tmp_path / "runs"), tick_kimg=0.032, snap=1,
+                      data={"max_images": 256, "cache_dir": str(tmp_path / "cache")})
+    run_dir = train(cfg)
+    fakes = [(picture, step) for tag, picture, step in writer.images if tag == "fakes"]
+    files = ["fakes_init.png", *sorted(p.name for p in run_dir.glob("fakes0*.png"))]
+    assert len(files) == len(fakes) == 4 and [step for _, step in fakes] == [0, 32, 64, 96]
+    for (picture, _), name in zip(fakes, files):
+        assert np.array_equal(picture, np.asarray(Image.open(run_dir / name)))
+    (reals,) = [picture for tag, picture, _ in writer.images if tag == "reals"]
+    assert np.array_equal(reals, np.asarray(Image.open(run_dir / "reals.png")))
+    assert {step for tag, _, step in writer.scalars if tag.startswith("train/")} == {32, 64, 96}

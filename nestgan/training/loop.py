@@ -83,8 +83,12 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
 def _loop(session: Session, state: TrainState, last_good: Path | None) -> Path | None:
     cfg, device, run, log, threads = session.cfg, session.device, session.run, session.log, session.threads
     if run:
-        run.save_grid(reals_for_grid(session.dataset), "reals.png")
-        run.save_grid(grid_images(state.G_ema, session.grid_z, session.micro_batch, state.precision), "fakes_init.png")
+        reals = run.save_grid(reals_for_grid(session.dataset), "reals.png")
+        fakes = run.save_grid(grid_images(state.G_ema, session.grid_z, session.micro_batch, state.precision),
+                              "fakes_init.png")
+        if session.writer:  # TensorBoard's image slider starts where the run (or its resume) starts
+            session.writer.add_image("reals", reals, state.images_seen, dataformats="HWC")
+            session.writer.add_image("fakes", fakes, state.images_seen, dataformats="HWC")
     recovery = Recovery(last_good)
     stats = Statistics(session, state.images_seen)
     run_start, start_nimg, first_step = stats.start, state.images_seen, True

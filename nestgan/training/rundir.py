@@ -18,12 +18,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+import numpy as np
 import torch
 from PIL import Image
 
 from nestgan.atomic import append_line, atomic_write
 from nestgan.errors import ConfigError, DiskFullError, NestganError
-from nestgan.images import image_grid, quantize_images
+from nestgan.images import grid_picture
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6}\.\d{3})\.pt$")
@@ -70,10 +71,11 @@ class RunDir:
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         append_line(self.path / name, json.dumps(record))
 
-    def save_grid(self, images: torch.Tensor, name: str) -> Path:
-        path = self.path / name
-        save_image_grid(images, path)
-        return path
+    def save_grid(self, images: torch.Tensor, name: str) -> np.ndarray:
+        """Write the grid of `images` (N, 3, R, R) in [-1, 1] as `name`; returns the picture, uint8 (H, W, 3)."""
+        picture = grid_picture(images)
+        atomic_write(self.path / name, lambda f: Image.fromarray(picture).save(f, format="PNG"))
+        return picture
 
     def snapshot_path(self, images_seen: int) -> Path:
         return self.path / f"network-snapshot-{kimg_stamp(images_seen)}.pt"
@@ -184,9 +186,3 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         config = config.get(part) if isinstance(config, dict) else None
     return config
-
-
-def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    """(N, 3, R, R) floats in [-1, 1] -> one PNG grid, quantised as the metrics see the images, written atomically."""
-    grid = Image.fromarray(image_grid(quantize_images(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()))
-    atomic_write(path, lambda f: grid.save(f, format="PNG"))

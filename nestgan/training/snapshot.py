@@ -32,9 +32,9 @@ def snapshot(session: Session, s: TrainState, stop: StopSignals, keep: bool = Fa
     path = None
     if run:
         images = grid_images(s.G_ema, session.grid_z, session.micro_batch, s.precision)
-        run.save_grid(images, f"fakes{kimg_stamp(s.images_seen)}.png")
-        if writer:
-            writer.add_images("fakes", (images[:16] + 1) / 2, s.images_seen)
+        picture = run.save_grid(images, f"fakes{kimg_stamp(s.images_seen)}.png")
+        if writer:  # the same fixed-z grid, at every snapshot, beside the scalars
+            writer.add_image("fakes", picture, s.images_seen, dataformats="HWC")
         path = run.snapshot_path(s.images_seen)
         TrainingCheckpoint.of(s, cfg, rank_states).write(path)
         if keep:
