@@ -1,16 +1,17 @@
 """Writes that a reader never sees half done: whole-file replacement (atomic_write) and whole-line appends
-(append_line), and the rule for leftovers of writers that were killed (abandoned)."""
+(append_line) with their reader (read_records), and the rule for leftovers of writers that were killed (abandoned)."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import secrets
 import socket
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 from nestgan.errors import DiskFullError
 
@@ -104,3 +105,19 @@ def append_line(path: str | os.PathLike, line: str) -> None:
                 raise
         finally:
             os.close(fd)
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl log, oldest first; none for a missing file. A line that is not a whole object
+    (the one a live run is writing, one a crash cut) is skipped: readers follow runs while they train."""
+    if not os.path.isfile(path):
+        return []
+    records = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

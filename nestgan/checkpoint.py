@@ -201,10 +201,12 @@ def export_generator(
     progress: dict[str, Any],
     weights: Literal["G_ema", "G"] = "G_ema",
     dtype: Literal["fp32", "bf16"] = "fp32",
+    metrics: dict[str, float] | None = None,
 ) -> None:
     """Write `generator` as a safetensors export, atomically: its floating-point weights in `dtype` and, as JSON
     metadata, what read_generator needs to rebuild it (the generator config), the training data's name and split
-    (no local paths) for evaluation, and the training progress. No optimiser, no pickle."""
+    (no local paths) for evaluation, the training progress and `metrics`, the scores of the snapshot it comes from.
+    No optimiser, no pickle."""
     from safetensors.torch import save
 
     if dtype not in EXPORT_DTYPES:
@@ -225,6 +227,7 @@ def export_generator(
         "dtype": dtype,
         "data": json.dumps(data, sort_keys=True),
         "progress": json.dumps(progress, sort_keys=True),
+        "metrics": json.dumps(metrics or {}, sort_keys=True),
     }
     content = save(tensors, metadata=metadata)
     atomic_write(path, lambda f: f.write(content), size_bytes=len(content))
@@ -258,6 +261,18 @@ def _read_export(path: Path, ema: bool) -> tuple[dict[str, Any], dict[str, torch
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"export {path} has unreadable metadata ({type(e).__name__}: {e}); export it again") from None
     return config, tensors, progress
+
+
+def export_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """The scores a safetensors export carries from its snapshot (metric name -> headline value); {} for an export
+    written before exports carried them."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("metrics", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"export {path} is truncated or corrupt ({e}); export it again") from None
 
 
 def networks_of(path: str | os.PathLike) -> dict[str, Any]:

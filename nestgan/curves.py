@@ -16,8 +16,10 @@ from pathlib import Path
 
 import click
 
+from nestgan.atomic import read_records
 from nestgan.cli import user_errors_as_exit
 from nestgan.errors import ConfigError
+from nestgan.metrics.records import metric_value
 
 
 @dataclass(frozen=True)
@@ -41,22 +43,15 @@ def read_points(run_dir: Path, metrics: list[str]) -> list[Point]:
     (the last record wins where a checkpoint was evaluated twice)."""
     by_kimg: dict[float, Point] = {}
     for name in metrics:
-        path = run_dir / f"metric-{name}.jsonl"
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
+        for record in read_records(run_dir / f"metric-{name}.jsonl"):
             if record.get("kimg") is None or record.get("train_s") is None:
                 continue  # evaluated before records carried the checkpoint's place in its run
-            results = record.get("results", {})
-            value = results.get(name, results.get(f"{name}_mean"))
+            value = metric_value(record.get("results", {}), name)
             if value is None:
                 continue
             key = round(float(record["kimg"]), 3)
             point = by_kimg.get(key) or Point(key, float(record["train_s"]), {})
-            by_kimg[key] = Point(point.kimg, point.train_s, {**point.values, name: float(value)})
+            by_kimg[key] = Point(point.kimg, point.train_s, {**point.values, name: value})
     return [by_kimg[k] for k in sorted(by_kimg)]
 
 

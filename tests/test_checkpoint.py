@@ -313,6 +313,24 @@ def test_generate_exports_without_images_and_every_command_reads_the_export(trai
     assert forced.exit_code == 0 and "(G, bf16, " in forced.stdout and out.read_bytes() != before
 
 
+def test_an_export_carries_the_scores_of_its_snapshot(trained, tmp_path):
+    """generate.py --export takes the metric lines of the snapshot it exports (not another snapshot's, nor a cut
+    line) into the export's metadata; a re-export keeps them; the model card of the explorer shows them."""
+    from nestgan.checkpoint import export_metrics
+
+    lines = [{"kimg": 0.5, "results": {"fid1k": 90.0}}, {"kimg": 1.0, "results": {"fid1k": 70.5}}]
+    (tmp_path / "metric-fid1k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "metric-kid1k.jsonl").write_text(json.dumps({"kimg": 1.0, "results": {"kid1k_mean": 0.04,
+                                                             "kid1k_std": 0.01}}) + "\n" + '{"kimg": 1.0, "res')
+    first, second = tmp_path / "exports" / "G.safetensors", tmp_path / "exports" / "again.safetensors"
+    first.parent.mkdir()
+    for source, out in ((trained, first), (first, second)):
+        result = CliRunner().invoke(generate.main, ["--ckpt", str(source), "--export", str(out)])
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert export_metrics(out) == {"fid1k": 70.5, "kid1k": 0.04}
+    assert export_metrics(export(trained, tmp_path / "plain.safetensors")) == {}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--export", "{tmp}/G.pt"], "--export needs a file name ending in .safetensors"),
     (["--export", "{tmp}/G.safetensors", "--n", "4", "--outdir", "{tmp}/out"], "drop --n/--outdir"),

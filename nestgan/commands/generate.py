@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from nestgan.api import check_sampling, sample, seed_latent, slerp, synthesize
-from nestgan.checkpoint import EXPORT_DTYPES, export_generator, read_generator
+from nestgan.checkpoint import (ANY_GENERATOR_FILE, EXPORT_DTYPES, export_generator, export_metrics, file_format,
+                                read_generator)
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
@@ -177,9 +178,15 @@ def write_export(ckpt: str, path: Path, raw: bool, dtype: str, force: bool) -> N
         raise ConfigError(f"--export needs a file name ending in .safetensors, got {path}")
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; choose another --export path or pass --force to overwrite")
+    from nestgan.metrics.records import metrics_at  # the metrics package loads torch-fidelity: only for exports
+
     generator, config, progress = read_generator(ckpt, ema=not raw)  # on the CPU, where the export is written
+    # The scores of the snapshot it comes from go along: those of its run directory, or an export's own.
+    metrics = (export_metrics(ckpt) if file_format(ckpt, ANY_GENERATOR_FILE) == "safetensors"
+               else metrics_at(Path(ckpt).parent, progress.get("kimg", -1.0)))
     try:
-        export_generator(path, generator, config, progress, weights="G" if raw else "G_ema", dtype=dtype)
+        export_generator(path, generator, config, progress, weights="G" if raw else "G_ema", dtype=dtype,
+                         metrics=metrics)
     except OSError as e:
         raise ConfigError(f"cannot write --export {path}: {e.strerror or e}") from None
     click.echo(f"wrote {path} ({'G' if raw else 'G_ema'}, {dtype}, {path.stat().st_size / 1e6:.1f} MB)")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nestgan.atomic import append_line
+from nestgan.atomic import append_line, read_records
 from nestgan.errors import ConfigError
 from nestgan.metrics.kinds import METRIC_KINDS
 
@@ -94,3 +94,22 @@ def append_metric_line(jsonl_path: str | os.PathLike, record: dict[str, Any]) ->
     path = Path(jsonl_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     append_line(path, json.dumps(record, sort_keys=True))
+
+
+def metric_value(results: dict[str, Any], name: str) -> float | None:
+    """Metric `name`'s headline value in a record's results: its value, or for KID its mean; None if absent."""
+    value = results.get(name, results.get(f"{name}_mean"))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def metrics_at(run_dir: str | os.PathLike, kimg: float) -> dict[str, float]:
+    """The headline value of every metric recorded in a run directory's metric-*.jsonl at `kimg` (the snapshot
+    there); the last record wins where a snapshot was evaluated twice."""
+    values = {}
+    for path in sorted(Path(run_dir).glob("metric-*.jsonl")):
+        name = path.stem.removeprefix("metric-")
+        for record in read_records(path):
+            value = metric_value(record.get("results", {}), name)
+            if value is not None and record.get("kimg") is not None and abs(float(record["kimg"]) - kimg) < 5e-4:
+                values[name] = value
+    return values

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from nestgan.atomic import read_records
 from nestgan.training import distributed
 from nestgan.training.checkpoint import TrainingCheckpoint, rank_state
 from nestgan.training.guards import StopRequested, StopSignals
@@ -82,8 +82,7 @@ def evaluate(session: Session, s: TrainState, snapshot_path: Path) -> None:
 
 def best_so_far(path: Path, name: str) -> float:
     """Lowest value of metric `name` recorded in its jsonl file (the latest record included)."""
-    records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    return min((r["results"][name] for r in records if name in r.get("results", {})), default=math.inf)
+    return min((r["results"][name] for r in read_records(path) if name in r.get("results", {})), default=math.inf)
 
 
 def reals_for_grid(dataset) -> torch.Tensor:
