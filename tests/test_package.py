@@ -14,7 +14,8 @@ import pytest
 pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "nestgan")
-CONSOLE_SCRIPTS = ("nestgan-train", "nestgan-generate", "nestgan-evaluate", "nestgan-bench", "nestgan-race")
+CONSOLE_SCRIPTS = ("nestgan-train", "nestgan-generate", "nestgan-evaluate", "nestgan-bench", "nestgan-race",
+                   "nestgan-explore", "nestgan-project")
 
 # Runs in the installed copy: where nestgan comes from, every generator preset built, a dataset preset resolved.
 CHECK_INSTALLED = """

@@ -1,0 +1,5 @@
+"""python -m nestgan.explore"""
+
+from nestgan.explore import main
+
+main()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The browser test's browser (tests/test_explore_browser.py): Debian's chromium and chromium-driver, from the system
+# packages (a test tool's own browser download does not work offline). Does nothing when both are installed.
+set -euo pipefail
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO="sudo"
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
