@@ -39,13 +39,16 @@ def seed_latent(seed: int, z_dim: int, trunc_resample: float | None = None) -> t
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation (T,) x (D,) -> (T, D), with magnitudes interpolated linearly; lerp if a || b."""
+    """Spherical interpolation (T,) x (D,) -> (T, D), with magnitudes interpolated linearly; lerp if a || b. At t = 0
+    and t = 1 it is a and b exactly, so a walk's ends draw the ends' own images."""
     cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
     omega = torch.arccos(cos)
     t = t.view(-1, 1)
     if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+        path = (1 - t) * a + t * b
+    else:
+        path = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+    return torch.where(t == 0, a, torch.where(t == 1, b, path))
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
