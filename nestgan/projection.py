@@ -7,8 +7,8 @@ positions, summed over the maps. LPIPS's calibrated VGG needs torchvision weight
 Inception costs several times more per step at its 299 px input.
 
 Two phases: z alone (kept on the sphere of radius sqrt(z_dim), where the Gaussian's samples lie), then, for a
-generator made of levels (NesT), z together with an offset added to the input of every level (the token map each
-level starts from), held small by an L2 penalty. A projection is `render`ed from its z and offsets.
+generator made of levels (NesT), z together with offsets added to the levels' inputs, held small by an L2 penalty
+(OFFSETS: how much freedom they have). A projection is `render`ed from its z and offsets.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ from nestgan.errors import ConfigError
 from nestgan.images import quantize_images
 
 PERCEPTUAL_SIZE = 224  # EfficientNet-Lite0's ImageNet input size; smaller images are upsampled to it
+# What the second phase moves besides z. channels: one vector per level, added to every token of its input (a
+# per-level latent, like StyleGAN's W+: no freedom in space); coarse: the whole token map the first level starts
+# from; all: every level's whole input, more numbers than the image has pixels, so it reproduces almost any image,
+# faces or not (docs/results.md, latent projection); none: z alone.
+OFFSETS = ("none", "channels", "coarse", "all")
+DEFAULT_OFFSETS = "coarse"  # closest on faces while non-faces stay far (docs/results.md, latent projection)
 
 
 class PerceptualDistance(nn.Module):
@@ -66,7 +72,8 @@ def has_levels(generator: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def level_offsets(generator: nn.Module, offsets: list[torch.Tensor]) -> Iterator[None]:
-    """Within the context, offsets[i] (1, H, W, C) is added to the input of generator.levels[i]."""
+    """Within the context, offsets[i] ((1, H, W, C), or (1, 1, 1, C) for every token) is added to the input of
+    generator.levels[i]; levels past the last offset get none."""
     if offsets and not has_levels(generator):
         raise ConfigError(f"{type(generator).__name__} has no levels to offset; project it with z alone")
     hooks = [level.register_forward_pre_hook(lambda _, args, o=offset: (args[0] + o, *args[1:]))
@@ -82,6 +89,18 @@ def render(generator: nn.Module, z: torch.Tensor, offsets: list[torch.Tensor] | 
     """Images in [-1, 1] (B, 3, R, R) for z (B, z_dim) and a projection's level offsets, with gradients."""
     with level_offsets(generator, offsets or []):
         return generator(z)
+
+
+def offset_shapes(generator: nn.Module, offsets: str, device: torch.device) -> list[torch.Size]:
+    """The shape of each offset of an OFFSETS choice, by level; none for a generator without levels."""
+    if offsets not in OFFSETS:
+        raise ConfigError(f"offsets must be one of {', '.join(OFFSETS)}, got '{offsets}'")
+    if offsets == "none" or not has_levels(generator):
+        return []
+    shapes = level_shapes(generator, generator.z_dim, device)
+    if offsets == "channels":
+        return [torch.Size((1, 1, 1, shape[-1])) for shape in shapes]
+    return shapes[:1] if offsets == "coarse" else shapes
 
 
 def level_shapes(generator: nn.Module, z_dim: int, device: torch.device) -> list[torch.Size]:
@@ -101,7 +120,7 @@ def level_shapes(generator: nn.Module, z_dim: int, device: torch.device) -> list
 @dataclass
 class Projection:
     z: torch.Tensor  # (z_dim,)
-    offsets: list[torch.Tensor]  # (1, H, W, C) per level; empty when z alone was optimised
+    offsets: list[torch.Tensor]  # per level from the first, (1, H, W, C) or (1, 1, 1, C); empty for z alone
     image: torch.Tensor  # uint8 (3, R, R): the projection
     start_seed: int  # the seed whose z the search started from
     psnr: float = 0.0  # of the projection against the target, in dB
@@ -114,7 +133,7 @@ def project(
     generator: nn.Module,
     target: torch.Tensor,
     steps: int = 300,
-    levels: bool = True,
+    offsets: str = DEFAULT_OFFSETS,
     starts: int = 64,
     lr: float = 0.05,
     pixel_weight: float = 1.0,
@@ -125,8 +144,7 @@ def project(
 ) -> Projection:
     """Project `target`, uint8 (3, R, R) at the generator's resolution, into the generator's latent space.
 
-    steps: Adam steps in all; with `levels` (and a generator made of levels) the second half also moves the level
-    offsets. starts: seeds 0..starts-1 are tried and the perceptually closest one starts the search (StyleGAN's
+    steps: Adam steps in all; for a generator made of levels, the second half also moves the `offsets` (OFFSETS). starts: seeds 0..starts-1 are tried and the perceptually closest one starts the search (StyleGAN's
     projector starts from the mean w, which a generator without a mapping network lacks). lr: Adam's step, ramped up
     over the first 5% of steps and down along a cosine over the last 25%, as StyleGAN2-ADA's projector.
     """
@@ -136,6 +154,8 @@ def project(
     if target.dtype != torch.uint8 or tuple(target.shape) != (3, resolution, resolution):
         raise ConfigError(f"the target must be a uint8 image (3, {resolution}, {resolution}) for this generator, "
                           f"got {target.dtype} {tuple(target.shape)}")
+    if offsets not in OFFSETS:
+        raise ConfigError(f"offsets must be one of {', '.join(OFFSETS)}, got '{offsets}'")
     if steps < 1 or starts < 1 or frame_every < 1:
         raise ConfigError(f"steps, starts and frame_every must be positive, got {steps}, {starts}, {frame_every}")
     device = torch.device(device) if device is not None else next(generator.parameters()).device
@@ -147,20 +167,19 @@ def project(
     try:
         start_seed, z = _best_start(generator, distance, goal_features, starts, device)
         z = z.requires_grad_(True)
-        offsets = [torch.zeros(shape, device=device, requires_grad=True)
-                   for shape in level_shapes(generator, generator.z_dim, device)] if levels and has_levels(
-            generator) else []
-        z_only_steps = steps // 2 if offsets else steps
+        moved = [torch.zeros(shape, device=device, requires_grad=True)
+                 for shape in offset_shapes(generator, offsets, device)]
+        z_only_steps = steps // 2 if moved else steps
         optimizer = torch.optim.Adam([z], lr=lr, betas=(0.9, 0.999))
         result = Projection(z.detach()[0], [], target, start_seed)
         radius = math.sqrt(generator.z_dim)
         with image_progress(steps, "projecting", enabled=None if progress else False) as bar:
             for step in range(steps):
                 if step == z_only_steps:
-                    optimizer.add_param_group({"params": offsets})
+                    optimizer.add_param_group({"params": moved})
                 for group in optimizer.param_groups:
                     group["lr"] = lr * _ramp(step / steps)
-                moving = offsets if step >= z_only_steps else []
+                moving = moved if step >= z_only_steps else []
                 image = render(generator, z, moving)
                 perceptual = distance.between(distance.features(image), goal_features).sum()
                 loss = perceptual + pixel_weight * F.mse_loss(image, goal)
@@ -178,7 +197,7 @@ def project(
                                        "psnr": float(psnr(pixels.cpu(), target[None]))})
                 bar.update(1)
         result.z = z.detach()[0].cpu()
-        result.offsets = [o.detach().cpu() for o in offsets] if steps > z_only_steps else []
+        result.offsets = [o.detach().cpu() for o in moved] if steps > z_only_steps else []
         with torch.no_grad():
             final = quantize_images(render(generator, z.detach(), [o.to(device) for o in result.offsets]))
             result.perceptual = float(distance(final.float() / 127.5 - 1, goal)[0])

@@ -17,7 +17,7 @@ import nestgan
 from nestgan.commands import project as project_cli
 from nestgan.errors import ConfigError
 from nestgan.images import quantize_images
-from nestgan.projection import PerceptualDistance, level_shapes, project, psnr, render
+from nestgan.projection import PerceptualDistance, level_shapes, offset_shapes, project, psnr, render
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "celeba64-nest-cpu.safetensors"
 
@@ -44,24 +44,38 @@ def test_perceptual_distance_is_zero_for_the_same_image_and_grows_with_a_blur():
 
 
 def test_projection_gets_close_to_a_face_the_generator_can_draw(shipped, unseen_face):
-    """From the best of the seed starts, z then z with the level offsets: the projection is far closer to the
-    target than its start, by pixels and by the distance it optimises; render() redraws it from z and offsets."""
+    """From the best of the seed starts, z then z with the default offsets (the first level's token map): the
+    projection is far closer to the target than its start, by pixels and by the distance it optimises; render()
+    redraws it."""
     result = project(shipped, unseen_face, steps=60, starts=16, frame_every=10)
     start = nestgan.sample(shipped, [result.start_seed])[0]
     assert result.psnr > float(psnr(start[None], unseen_face[None])) + 5
     assert result.psnr == pytest.approx(float(psnr(result.image[None], unseen_face[None])))
     assert result.log[-1]["perceptual"] < result.log[0]["perceptual"] / 2
     assert result.z.norm() == pytest.approx(math.sqrt(shipped.z_dim), rel=1e-4)  # on the Gaussian's sphere
-    assert [o.shape for o in result.offsets] == level_shapes(shipped, shipped.z_dim, torch.device("cpu"))
+    assert [o.shape for o in result.offsets] == [(1, 8, 8, 256)]  # "coarse": the first level's token map
     with torch.no_grad():
         redrawn = quantize_images(render(shipped, result.z[None], result.offsets))[0]
     assert torch.equal(redrawn, result.image)
     assert len(result.frames) == len(result.log) == 7 and result.frames[-1].shape == (64, 64, 3)
 
 
+def test_each_choice_of_offsets_moves_what_it_names(shipped):
+    cpu = torch.device("cpu")
+    levels = level_shapes(shipped, shipped.z_dim, cpu)
+    assert levels == [(1, 8, 8, 256), (1, 16, 16, 128), (1, 32, 32, 64)]
+    assert offset_shapes(shipped, "all", cpu) == levels and offset_shapes(shipped, "coarse", cpu) == levels[:1]
+    assert offset_shapes(shipped, "channels", cpu) == [(1, 1, 1, c) for c in (256, 128, 64)]
+    assert offset_shapes(shipped, "none", cpu) == []
+    conv = nestgan.build_generator("conv-32")  # no levels: z alone, whatever the choice
+    assert offset_shapes(conv, "all", cpu) == []
+    with pytest.raises(ConfigError, match="offsets must be one of none, channels, coarse, all"):
+        project(shipped, torch.zeros(3, 64, 64, dtype=torch.uint8), offsets="everything")
+
+
 def test_z_alone_leaves_no_offsets_and_the_generator_as_it_was(shipped, unseen_face):
     flags = [p.requires_grad for p in shipped.parameters()]
-    result = project(shipped, unseen_face, steps=10, levels=False, starts=4)
+    result = project(shipped, unseen_face, steps=10, offsets="none", starts=4)
     assert result.offsets == [] and [p.requires_grad for p in shipped.parameters()] == flags
     assert not shipped.training
     with torch.no_grad():
@@ -89,7 +103,7 @@ def test_cli_writes_the_projection_its_latent_and_the_optimisation(shipped, unse
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted([*project_cli.OUTPUTS, "levels.npz"])
     assert np.load(out / "latent.npy").shape == (shipped.z_dim,)
-    assert len(np.load(out / "levels.npz").files) == len(shipped.levels)
+    assert [a.shape for a in np.load(out / "levels.npz").values()] == [(1, 8, 8, 256)]
     assert np.array_equal(np.asarray(Image.open(out / "target.png")), unseen_face.permute(1, 2, 0).numpy())
     side = np.asarray(Image.open(out / "side-by-side.png"))
     assert side.shape == (64, 128, 3) and np.array_equal(side[:, 64:], np.asarray(Image.open(out / "projection.png")))
@@ -99,7 +113,7 @@ def test_cli_writes_the_projection_its_latent_and_the_optimisation(shipped, unse
     assert "PSNR" in result.output and "perceptual distance" in result.output
 
     before = (out / "latent.npy").read_bytes()
-    again = run("--ckpt", str(SHIPPED), "--target", str(target), "--steps", "5", "--outdir", str(out), "--z-only")
+    again = run("--ckpt", str(SHIPPED), "--target", str(target), "--steps", "5", "--outdir", str(out), "--offsets", "none")
     assert again.exit_code == 2 and "already exist" in again.output and "--force" in again.output
     assert (out / "latent.npy").read_bytes() == before  # nothing overwritten
 
