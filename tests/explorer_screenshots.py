@@ -1,6 +1,6 @@
 """README's explorer screenshots, taken the way the browser test drives the page (Debian chromium, headless):
 
-    python tests/explorer_screenshots.py --run races/celeba64/runs/nest-s0/00000-celeba-nest-64 --out docs/images
+    python tests/explorer_screenshots.py --run runs/00000-celeba-nest-64 --out docs/samples   # from the repository root
 
 writes explorer.png (the generator tab with the shipped model) and explorer-run.png (the run tab of --run).
 """
@@ -8,6 +8,7 @@ writes explorer.png (the generator tab with the shipped model) and explorer-run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +27,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        with explorer("--ckpt", str(SHIPPED), "--run", args.run, "--device", "cpu", log=Path(tmp) / "server.log") as url, \
+        shipped = os.path.relpath(SHIPPED)  # as a user in the repository root types it
+        with explorer("--ckpt", shipped, "--run", args.run, "--device", "cpu", log=Path(tmp) / "server.log") as url, \
                 chromium(Path(tmp) / "profile", size="1280,1200") as driver:
             driver.get(url)
             new_image(driver, "grid", None)
@@ -34,6 +36,7 @@ def main() -> None:
             type_into(driver, "seeds", "0-23")
             new_image(driver, "grid", old)
             driver.save_screenshot(str(out / "explorer.png"))
+            driver.set_window_size(1280, 1560)  # the curves below the grid
             open_tab(driver, "Run")
             new_image(driver, "run-grid", None)
             time.sleep(3)  # the curves draw after the grid

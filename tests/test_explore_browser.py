@@ -105,7 +105,8 @@ def chromium(profile: Path, size: str = "1400,1800") -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("explore-server") / "server.log"
-    with explorer("--ckpt", str(SHIPPED), "--run", str(run_dir), "--device", "cpu", log=log) as url:
+    # One thread on both sides: the page's pixels and the test's are then computed alike, to the bit.
+    with explorer("--ckpt", str(SHIPPED), "--run", str(run_dir), "--device", "cpu", "--threads", "1", log=log) as url:
         yield url
 
 
@@ -159,7 +160,7 @@ def message(driver, elem_id: str) -> str:
     return driver.find_element("css selector", f"#{elem_id}").text
 
 
-def test_the_page_draws_the_seeds_typed_walks_between_them_and_shows_a_run(server, browser, run_dir):
+def test_the_page_draws_the_seeds_typed_walks_between_them_and_shows_a_run(server, browser, run_dir, one_thread):
     G = nestgan.load_generator(SHIPPED)
     browser.get(server)
 

@@ -11,6 +11,7 @@ from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError, DataError
 from nestgan.explore.model import Generators
+from nestgan.threads import choose_threads
 
 INSTALL = "pip install 'nestgan[explore]' (in a checkout: pip install -e \".[explore]\")"
 
@@ -21,14 +22,17 @@ INSTALL = "pip install 'nestgan[explore]' (in a checkout: pip install -e \".[exp
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: every one).")
 @click.option("--port", type=int, default=7860, show_default=True, help="Port to serve on.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @click.option("--browser/--no-browser", default=True, show_default=True, help="Open the page in a browser.")
 @user_errors_as_exit
-def main(ckpt: str | None, run_dir: str | None, host: str, port: int, device: str, browser: bool) -> None:
+def main(ckpt: str | None, run_dir: str | None, host: str, port: int, device: str, threads: int | None,
+         browser: bool) -> None:
     """Look at a generator and a run in the browser: seeds, truncation, interpolation, the run's grids and curves."""
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {port}")
     if run_dir and not Path(run_dir).is_dir():
         raise DataError(f"--run {run_dir}: no such directory; give a run directory of train_gan.py")
+    choose_threads(threads)
     generators = Generators(resolve_device(device))
     if ckpt:
         generators.get(ckpt)  # a bad file is refused now, in one line, not in the page

@@ -106,7 +106,7 @@ class Card:
                 ("trained", f"{self.kimg:g} kimg" if self.kimg is not None else "not recorded"),
                 ("training time", f"{self.train_minutes:.1f} min" if self.train_minutes is not None else "not recorded"),
                 ("best FID", self.best or "none recorded")]
-        return "| | |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
+        return "| model | |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
 
 
 def model_card(path: str | Path, generator: nn.Module) -> Card:
