@@ -53,7 +53,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device) -> Path | None:
     run = RunDir.create(cfg.outdir, f"{data}-{cfg.g}-{cfg.resolution}") if world.is_main else None
     with run.tee() if run else contextlib.nullcontext(), disk_full_ends_training(cfg, run, resume_path):
         grid_z = torch.randn(GRID_SIZE, state.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-        session = Session(cfg, world, device, dataset, loader, grid_z, run=run,
+        session = Session(cfg, world, device, dataset, loader, grid_z, cfg.micro_batch(world.world_size), run=run,
                           log=print if world.is_main else (lambda *a, **k: None),
                           threads=threads if device.type == "cpu" else None, writer=tensorboard_writer(run))
         log = session.log

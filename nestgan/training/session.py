@@ -23,15 +23,11 @@ class Session:
     dataset: Any  # PreparedDataset
     loader: Any  # BatchIterator of this rank's share of each batch
     grid_z: torch.Tensor  # the latents of every fakes*.png
+    micro_batch: int  # images per device per forward pass
     run: RunDir | None = None  # on the main rank only
     log: Callable[..., None] = print  # a no-op on the other ranks
     threads: ThreadGovernor | None = None  # the CPU thread governor (None on CUDA)
     writer: Any = None  # TensorBoard SummaryWriter, when installed (main rank)
-
-    @property
-    def micro_batch(self) -> int:
-        """Images per device per forward pass."""
-        return self.cfg.micro_batch(self.world.world_size)
 
 
 def configure_device(cfg: TrainConfig, device: torch.device) -> ThreadGovernor:
