@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "pretrained" / "celeba64-nest-cpu.safetensors"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Debian's packages (tests/install_chromium.sh) put them in /usr/bin; elsewhere, whichever the PATH holds.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 60.0
 
 
