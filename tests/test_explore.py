@@ -14,8 +14,10 @@ from PIL import Image
 
 import nestgan
 from nestgan.errors import ConfigError, DataError
+from nestgan.checkpoint import read_generator
 from nestgan.explore import cli
-from nestgan.explore.model import (Generators, gif_bytes, interpolation, model_card, project_upload, run_fids,
+from nestgan.explore import model as explore_model
+from nestgan.explore.model import (Generators, gif_bytes, interpolation, project_upload, run_fids,
                                    seed_grid, walk_from_projection)
 from nestgan.explore.run_view import read_run
 from nestgan.images import as_pixels, image_grid
@@ -56,8 +58,8 @@ def test_an_interpolation_runs_from_one_seed_to_the_other_and_its_gif_goes_there
         interpolation(G, 3, 9, steps=1)
 
 
-def test_model_card_of_an_export_and_of_a_training_checkpoint(generators, make_tiny_checkpoint, tmp_path):
-    card = model_card(SHIPPED, generators.get(SHIPPED))
+def test_model_card_of_an_export_and_of_a_training_checkpoint(generators, make_tiny_checkpoint, tmp_path, monkeypatch):
+    card = generators.card(SHIPPED)
     assert (card.arch, card.resolution) == ("nest", 64)
     assert card.parameters == sum(p.numel() for p in generators.get(SHIPPED).parameters())
     (tmp_path / "run").mkdir()
@@ -65,7 +67,11 @@ def test_model_card_of_an_export_and_of_a_training_checkpoint(generators, make_t
     lines = [{"results": {"fid1k": 80.5}, "kimg": 0.5}, {"results": {"fid1k": 61.25}, "kimg": 1.0}]
     (tmp_path / "run" / "metric-fid1k.jsonl").write_text(
         "".join(json.dumps(line) + "\n" for line in lines) + '{"results": {"fid1k": 1')  # a line cut short
-    card = model_card(ckpt, generators.get(ckpt))
+    reads = []
+    monkeypatch.setattr(explore_model, "read_generator", lambda *a, **k: reads.append(a) or read_generator(*a, **k))
+    generators.get(ckpt)
+    card = generators.card(ckpt)
+    assert len(reads) == 1  # the card comes from what was read at load time, not from a second read of the weights
     assert (card.kimg, card.train_minutes, card.best) == (1.0, 12.5 / 60, "fid1k 61.2 at 1 kimg")
     assert "| best FID | fid1k 61.2 at 1 kimg |" in card.markdown()
     assert run_fids(tmp_path / "nothing here") == {}

@@ -22,7 +22,7 @@ from torch import nn
 
 from nestgan.commands.generate import MAX_SEED, parse_seeds
 from nestgan.errors import DataError, NestganError
-from nestgan.explore.model import (Generators, gif_bytes, interpolation, model_card, project_upload, seed_grid,
+from nestgan.explore.model import (Generators, gif_bytes, interpolation, project_upload, seed_grid,
                                    walk_from_projection)
 from nestgan.explore.run_view import read_run
 from nestgan.images import as_pixels
@@ -115,7 +115,7 @@ def build(generators: Generators, ckpt: str | None, run_dir: str | None) -> gr.B
         def draw(path_text: str, use_ema: bool, seeds_text: str, psi_value: float) -> tuple:
             generator = generator_for(path_text, use_ema)
             image = seed_grid(generator, parse_seeds(seeds_text), psi_value or None)
-            return image, model_card(path_text.strip(), generator).markdown()
+            return image, generators.card(path_text.strip(), use_ema).markdown()
 
         def pick_random(count: float) -> str:
             start = random.randrange(0, MAX_SEED - int(count))

@@ -16,7 +16,7 @@ from torch import nn
 
 from nestgan.api import sample, seed_latent, slerp, synthesize
 from nestgan.atomic import read_records
-from nestgan.checkpoint import ANY_GENERATOR_FILE, export_metrics, file_format, load_checkpoint, read_generator
+from nestgan.checkpoint import ANY_GENERATOR_FILE, export_metrics, file_format, read_generator
 from nestgan.data.files import UnreadableImage, decode_image
 from nestgan.errors import ConfigError, DataError
 from nestgan.images import as_pixels, image_grid, quantize_images, write_gif
@@ -27,19 +27,28 @@ MAX_GRID = 256  # images in one grid: a CPU draws a grid of 64 from the shipped 
 
 
 class Generators:
-    """Generators by (file, weights), each loaded once; the browser's requests run in threads and share them."""
+    """Generators by (file, weights), each loaded once with the config and progress its file holds; the browser's
+    requests run in threads and share them."""
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self._loaded: dict[tuple[str, bool], nn.Module] = {}
+        self._loaded: dict[tuple[str, bool], tuple[nn.Module, dict, dict]] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: str | Path, ema: bool = True) -> nn.Module:
+    def _load(self, path: str | Path, ema: bool) -> tuple[nn.Module, dict, dict]:
         key = (str(Path(path).resolve()), ema)
         with self._lock:
             if key not in self._loaded:
-                self._loaded[key], _, _ = read_generator(path, ema=ema, device=self.device)
+                self._loaded[key] = read_generator(path, ema=ema, device=self.device)
             return self._loaded[key]
+
+    def get(self, path: str | Path, ema: bool = True) -> nn.Module:
+        return self._load(path, ema)[0]
+
+    def card(self, path: str | Path, ema: bool = True) -> Card:
+        """The model card of the file, from what was read when it was loaded; a checkpoint's best FID is looked up
+        in its run directory each time, as the run may still be scoring snapshots."""
+        return model_card(path, *self._load(path, ema))
 
 
 def seed_grid(generator: nn.Module, seeds: list[int], trunc_resample: float | None = None) -> np.ndarray:
@@ -109,17 +118,15 @@ class Card:
         return "| model | |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
 
 
-def model_card(path: str | Path, generator: nn.Module) -> Card:
-    """The card of the generator `generator` loaded from `path` (a training checkpoint or a safetensors export): an
-    export's best FID is the one it carries from its snapshot, a checkpoint's the best of its run directory."""
+def model_card(path: str | Path, generator: nn.Module, config: dict, progress: dict) -> Card:
+    """The card of `generator`, loaded from `path` (a training checkpoint or a safetensors export) with its `config`
+    and `progress` (read_generator's): an export's best FID is the one it carries from its snapshot, a checkpoint's
+    the best of its run directory."""
     path = Path(path)
     if file_format(path, ANY_GENERATOR_FILE) == "safetensors":
-        _, config, progress = read_generator(path)
         carried = export_metrics(path)
         best = _best_fid({name: [(progress.get("kimg") or 0.0, carried[name])] for name in carried if name.startswith("fid")})
     else:
-        state = load_checkpoint(path, mmap=True)
-        config, progress = state.get("config", {}), state.get("progress", {})
         best = _best_fid(run_fids(path.parent))
     seconds = progress.get("train_seconds")
     return Card(path, config["generator"].get("arch", "?"), generator.resolution,
