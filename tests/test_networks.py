@@ -297,6 +297,29 @@ def test_modulated_generator_feeds_w_to_every_level_and_every_parameter_learns()
     assert 0.3 < w.std() < 3  # He-initialised mapping keeps the latent's scale
 
 
+def test_a_level_without_attention_is_border_convs_and_mlps_and_still_learns():
+    g = generator_from_config({**TINY_NEST, "border_conv": True, "attention": [True, False]})
+    fine = g.levels[1].layers[0]
+    assert fine.attn is None and fine.norm1 is None and g.levels[0].layers[0].attn is not None
+    assert not any(".1.layers.0.attn" in name for name in g.state_dict())
+    z = torch.randn(2, 16)
+    g(z).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    torch.nn.init.normal_(g.levels[1].border_convs[0].conv.weight)  # trained border convs mix across blocks
+    plane = torch.randn(1, 8, 8, 16)
+    changed = plane.clone()
+    changed[0, 0:2, 0:2] += 1.0  # block 0 of the 2x2-token tiling
+    with torch.no_grad():
+        delta = (g.levels[1](changed) - g.levels[1](plane)).abs().sum(dim=-1)[0]
+    assert delta[0:2, 2].min() > 0 and delta[3:, :].max() == 0  # its neighbour reacts, nothing beyond a 3x3 reach
+
+
+@pytest.mark.parametrize("attention", [[True], [True, "no"]])
+def test_attention_needs_one_flag_per_level(attention):
+    with pytest.raises(ConfigError, match="attention needs one true or false per level"):
+        generator_from_config({**TINY_NEST, "attention": attention})
+
+
 def test_border_conv_mixes_neighbouring_blocks_inside_a_level():
     border = BorderConv(4)
     torch.nn.init.normal_(border.conv.weight)  # a trained conv; a fresh one is zero

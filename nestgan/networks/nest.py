@@ -70,17 +70,19 @@ class ConvMlp(nn.Module):
 class NesTLevel(nn.Module):
     """Positional embedding + `depth` transformer layers attending only within each block of the map; with
     style_dim > 0 every LayerNorm is modulated by w, with border_conv a BorderConv precedes every layer, with mlp_conv
-    every MLP is a ConvMlp."""
+    every MLP is a ConvMlp; without attention the layers are their MLPs alone, and only the border convs (or
+    ConvMlps) mix neighbouring tokens."""
 
     def __init__(self, map_size: int, block_size: int, dim: int, depth: int, heads: int, mlp_ratio: float,
-                 parallel: bool, style_dim: int = 0, border_conv: bool = False, mlp_conv: bool = False) -> None:
+                 parallel: bool, style_dim: int = 0, border_conv: bool = False, mlp_conv: bool = False,
+                 attention: bool = True) -> None:
         super().__init__()
         self.block_size = block_size
         num_blocks = (map_size // block_size) ** 2
         self.pos_embed = nn.Parameter(torch.zeros(1, num_blocks, block_size**2, dim))
         self.layers = nn.ModuleList(
             TransformerLayer(dim, heads, mlp_ratio, parallel, style_dim, ConvMlp(dim, mlp_ratio) if mlp_conv else None,
-                             block_size)
+                             block_size, attention)
             for _ in range(depth)
         )
         self.border_convs = nn.ModuleList(BorderConv(dim) for _ in range(depth if border_conv else 0))
@@ -204,7 +206,9 @@ def check_levels(what: str, widths: Sequence[int], depths: Sequence[int], heads:
 class NesTGenerator(nn.Module):
     """Transposed NesT generator: z (B, z_dim) -> image (B, 3, R, R) in [-1, 1].
 
-    R = init_size * 2**(levels - 1) * out_patch, with levels = len(widths).
+    R = init_size * 2**(levels - 1) * out_patch, with levels = len(widths). attention: per level, whether its
+    layers attend within blocks (default all); a level without is border convs and MLPs, the cheaper mixing at the
+    finest levels where HiT-GAN also drops attention.
     """
 
     def __init__(
@@ -226,11 +230,16 @@ class NesTGenerator(nn.Module):
         border_conv: bool = False,
         mlp_conv: bool = False,
         head: str = "linear",
+        attention: Sequence[bool] | None = None,
         resolution: int | None = None,
     ) -> None:
         super().__init__()
         check_levels("nest generator", widths, depths, heads)
         levels = len(widths)
+        attention = [True] * levels if attention is None else list(attention)
+        if len(attention) != levels or not all(isinstance(a, bool) for a in attention):
+            raise ConfigError(f"nest generator: attention needs one true or false per level ({levels}), "
+                              f"got {attention}")
         if init_size % block_size:
             raise ConfigError(f"nest generator: block_size {block_size} does not divide the initial "
                               f"{init_size}x{init_size} map; pick a divisor of init_size")
@@ -263,7 +272,7 @@ class NesTGenerator(nn.Module):
         self.stem = nn.Linear(z_dim, init_size * init_size * widths[0])
         self.levels = nn.ModuleList(
             NesTLevel(init_size * 2**i, block_size, widths[i], depths[i], heads[i], mlp_ratio, parallel_branches,
-                      style_dim, border_conv, mlp_conv)
+                      style_dim, border_conv, mlp_conv, attention[i])
             for i in range(levels)
         )
         self.deaggregations = nn.ModuleList(

@@ -98,6 +98,7 @@ class TransformerLayer(nn.Module):
     """Pre-LN layer: x + attn(ln(x)), then x + mlp(ln(x)); or both branches side by side when `parallel`.
     With style_dim > 0 both LayerNorms are modulated by a style vector w (AdaptiveLayerNorm); `mlp` replaces the
     token-wise MLP (NesT's ConvMlp); block_size > 0 makes it a NesT layer on an image-plane map (see Attention).
+    Without `attention` the layer is its MLP branch alone (HiT-GAN's high-resolution stages).
 
     The parallel form (Touvron et al. 2022, "Three things everyone should know about Vision Transformers") lets
     attention and MLP read the same input, removing a dependency between the two branches. Measured here at equal
@@ -105,15 +106,18 @@ class TransformerLayer(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, parallel: bool = False,
-                 style_dim: int = 0, mlp: nn.Module | None = None, block_size: int = 0) -> None:
+                 style_dim: int = 0, mlp: nn.Module | None = None, block_size: int = 0,
+                 attention: bool = True) -> None:
         super().__init__()
         self.parallel = parallel
-        self.norm1 = AdaptiveLayerNorm(dim, style_dim)
-        self.attn = Attention(dim, heads, block_size)
+        self.norm1 = AdaptiveLayerNorm(dim, style_dim) if attention else None
+        self.attn = Attention(dim, heads, block_size) if attention else None
         self.norm2 = AdaptiveLayerNorm(dim, style_dim)
         self.mlp = mlp if mlp is not None else Mlp(dim, mlp_ratio)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        if self.attn is None:
+            return x + self.mlp(self.norm2(x, w))
         if self.parallel:
             return x + self.attn(self.norm1(x, w)) + self.mlp(self.norm2(x, w))
         x = x + self.attn(self.norm1(x, w))
