@@ -234,3 +234,23 @@ def test_a_training_left_running_by_a_killed_race_is_not_started_twice(tiny, tmp
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_a_race_continues_only_on_the_kind_of_machine_it_trained_on(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "race"
+    plan.remember(plan.parse_race(configs=(f"a={tiny}",), seeds="0", minutes="1", metrics=METRICS, data=None,
+                                data_dir=None, out=str(out), threads=1, pin=None))
+    recorded = (out / "race.json").read_text()
+    assert json.loads(recorded)["machine"] == plan.machine_identity(plan.machine_info())
+    elsewhere = {**plan.machine_info(), "cpu": "Another CPU", "amx_bf16": False, "host": "node7"}
+    monkeypatch.setattr(plan, "machine_info", lambda: elsewhere)
+    result = run_race("--config", f"a={tiny}", "--minutes", "1", "--out", str(out))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "this race trained on" in errors[0] and "Another CPU" in errors[0]
+    assert (out / "race.json").read_text() == recorded and not (out / "runs").exists()
+    # another host of the same kind (a new VM, another cluster node) continues it
+    monkeypatch.setattr(plan, "machine_info", lambda: {**plan.machine_identity(json.loads(recorded)["machine"]),
+                                                       "host": "node8"})
+    plan.check_same_machine(plan.parse_race(configs=(f"a={tiny}",), seeds="0", minutes="1", metrics=METRICS,
+                                            data=None, data_dir=None, out=str(out), threads=1, pin=None))

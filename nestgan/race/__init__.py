@@ -16,7 +16,8 @@ The race directory (--out):
 - race.jsonl: one line per (config, seed, minute, metric) score: the snapshot's place, img/s, the machine, the other
   load its training saw and its train commands;
 - race.md, race-fid.png: the table and the plot, rewritten after each scored run;
-- race.json: the entries (name, config file, train flags), the data and the race commands, so that a rerun goes on;
+- race.json: the entries (name, config file, train flags), the data, the kind of machine and the race commands, so
+  that a rerun goes on (on the same kind of machine: training minutes elsewhere would not compare);
 - race.lock: held while a race process works in the directory (one at a time);
 - runs/<name>-s<seed>/: the run's --outdir (numbered run directories: a resumed training adds one), with
   trainings.jsonl (a line as each training command starts and as it ends) and console.txt (its output).

@@ -13,7 +13,7 @@ from nestgan.data import DATASETS
 from nestgan.device import resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import resolve_inception_weights
-from nestgan.race.plan import DEFAULT_METRICS, Job, Race, parse_race, race_lock, remember
+from nestgan.race.plan import DEFAULT_METRICS, Job, Race, check_same_machine, parse_race, race_lock, remember
 from nestgan.race.report import write_report
 from nestgan.race.runs import Stop, finished, run_snapshots, still_training, train_jobs
 from nestgan.race.score import score_job
@@ -25,9 +25,11 @@ EXIT_STOPPED = 130
 def run_race(race: Race, stop: Stop) -> list[str]:
     """Train what is not trained (each run alone, or --pin runs side by side), scoring each run once trained;
     returns the failed trainings."""
+    budget = max(race.minutes)
+    if any(not finished(run_snapshots(race.outdir(job)), budget) for job in race.jobs()):
+        check_same_machine(race)
     entries = remember(race)
     device = resolve_device("auto")
-    budget = max(race.minutes)
     for job in race.jobs():
         pid = still_training(race.outdir(job))
         if pid is not None:

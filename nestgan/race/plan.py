@@ -186,8 +186,9 @@ def remember(race: Race) -> list[Entry]:
             raise ConfigError(f"--{key.replace('_', '-')}: this race trains with {old[key]!r}, not {value!r}; pass "
                               "the same, or choose another --out")
     commands = list(dict.fromkeys([*old.get("commands", []), race.command()]))
+    machine = recorded_machine(race) or machine_identity(race.machine)
     record = {"entries": [{"name": e.name, "config": e.config, "flags": list(e.flags)} for e in known.values()],
-              "data": race.data, "data_dir": race.data_dir, "commands": commands}
+              "data": race.data, "data_dir": race.data_dir, "machine": machine, "commands": commands}
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     return list(known.values())
@@ -221,6 +222,38 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": model or platform.processor() or "unknown", "avx512_bf16": "avx512_bf16" in flags,
             "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags, "usable_cores": all_cores(),
             "torch": torch.__version__, "host": platform.node()}
+
+
+def machine_identity(machine: dict[str, Any]) -> dict[str, Any]:
+    """What makes training minutes compare between two machines: the CPU, its bf16 and AVX2 support, the usable
+    cores and torch (not the host's name, which changes with every cluster node or VM)."""
+    return {key: machine.get(key) for key in ("cpu", "avx512_bf16", "amx_bf16", "avx2", "usable_cores", "torch")}
+
+
+def describe_machine(machine: dict[str, Any]) -> str:
+    flags = [flag for flag in ("avx512_bf16", "amx_bf16", "avx2") if machine.get(flag)]
+    return f"{machine.get('cpu')} ({', '.join(flags) or 'no avx2'}, {machine.get('usable_cores')} cores, " \
+           f"torch {machine.get('torch')})"
+
+
+def recorded_machine(race: Race) -> dict[str, Any] | None:
+    """The machine this race trains on: race.json's, or for a race begun before race.json kept it, its first
+    score's; None for a new race."""
+    path = race.dir / "race.json"
+    if path.is_file() and "machine" in (record := json.loads(path.read_text())):
+        return record["machine"]
+    scored = read_jsonl(race.scores_path)
+    return machine_identity(scored[0]["machine"]) if scored else None
+
+
+def check_same_machine(race: Race) -> None:
+    """A race's figures are minutes of training: a run trained or resumed on another kind of machine would not
+    compare with the others. Refused before anything trains."""
+    recorded, here = recorded_machine(race), machine_identity(race.machine)
+    if recorded and recorded != here:
+        raise ConfigError(f"--out {race.dir}: this race trained on {describe_machine(recorded)}, this machine is "
+                          f"{describe_machine(here)}: their training minutes do not compare; continue the race on "
+                          "such a machine, or race here with another --out")
 
 
 def now() -> str:
