@@ -9,7 +9,10 @@ shows here as:
 - the step profile: mean |difference| between neighbouring pixels, by the position of the step modulo --period. Real
   photographs have no preferred phase; a generator whose texture follows its block or upsampling grid does;
 - the seam ratio: the step across the grid's borders over the median step elsewhere (seam_ratio), generated and
-  real side by side: one number per checkpoint for "are the blocks visible".
+  real side by side: one number per checkpoint for "are the blocks visible". Its two parts: the block seam ratio,
+  the step across the borders over the other steps of the same 2-px phase (block_seam_ratio: the block grid alone),
+  and the pair ratio, the step between 2-px pixel pairs over the step inside one (pair_ratio: a last 2x
+  upsampling's texture).
 
 The generated images are the first --n of the FID metrics' stream (same seed, same quantisation to uint8); the reals
 are the first --n of the dataset the first checkpoint was trained on.
@@ -59,6 +62,27 @@ def seam_ratio(images: torch.Tensor, period: int) -> float:
     return float(steps[-1] / steps[:-1].median())
 
 
+def block_seam_ratio(images: torch.Tensor, period: int) -> float:
+    """Mean |step| across the grid's borders over the median step at the other odd positions (i mod 2 = 1, as at
+    the borders; for an even period of at least 4).
+
+    A last 2x upsampling leaves its own texture: every step between two upsampled pixel pairs (odd i) differs from
+    the steps inside a pair, which raises seam_ratio without any block showing. Against the other odd steps that
+    texture cancels, and what is left is the block grid alone: the reals score about 1.
+    """
+    if period < 4 or period % 2:
+        raise ConfigError(f"the block seam ratio needs an even grid period of at least 4, got {period}")
+    steps = step_profile(images, period)
+    return float(steps[-1] / steps[1:-1:2].median())
+
+
+def pair_ratio(images: torch.Tensor) -> float:
+    """Mean |step| between 2-px pixel pairs (odd i) over the step inside a pair (even i): the texture of a last 2x
+    upsampling; the reals score about 1."""
+    steps = step_profile(images, 2)
+    return float(steps[1] / steps[0])
+
+
 def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, dict, str]:
     generator, config, progress = read_generator(ckpt, device=device)
     with torch.no_grad():
@@ -106,12 +130,19 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, 
     for label, images in [("real", reals), *zip(labels, (images for images, _, _ in runs))]:
         click.echo(f"| {label} | " + " | ".join(f"{v:.3f}" for v in step_profile(images, period)) + " |")
 
+    blocks = period >= 4 and period % 2 == 0
     click.echo(f"\nSeam ratio: step across a {period}-px border over the median step elsewhere (reals: "
-               f"{seam_ratio(reals, period):.3f}):\n")
-    click.echo("| images | seam ratio | over the reals' |")
-    click.echo("|---|---|---|")
-    for label, (images, _, _) in zip(labels, runs):
-        click.echo(f"| {label} | {seam_ratio(images, period):.3f} | {seam_ratio(images, period) / seam_ratio(reals, period):.3f} |")
+               f"{seam_ratio(reals, period):.3f})"
+               + ("; block seam ratio: the same over the other odd steps only, the block grid without a last 2x "
+                  "upsampling's texture; pair ratio: the step between 2-px pixel pairs over the step inside one, "
+                  "that texture" if blocks else "") + ":\n")
+    columns = ["seam ratio", "over the reals'", *(["block seam ratio", "pair ratio"] if blocks else [])]
+    click.echo("| images | " + " | ".join(columns) + " |")
+    click.echo("|---" * (1 + len(columns)) + "|")
+    for label, images in [("real", reals), *zip(labels, (images for images, _, _ in runs))]:
+        values = [seam_ratio(images, period), seam_ratio(images, period) / seam_ratio(reals, period),
+                  *([block_seam_ratio(images, period), pair_ratio(images)] if blocks else [])]
+        click.echo(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
 
 
 if __name__ == "__main__":

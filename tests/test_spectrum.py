@@ -8,7 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from nestgan.spectrum import main, power_spectrum, seam_ratio, step_profile
+from nestgan.errors import ConfigError
+
+from nestgan.spectrum import block_seam_ratio, main, pair_ratio, power_spectrum, seam_ratio, step_profile
 
 
 def test_power_spectrum_peaks_at_the_pattern_frequency():
@@ -41,6 +43,21 @@ def test_seam_ratio_sees_blocks_that_meet_with_a_step_and_not_a_smooth_image():
     smooth = torch.linspace(-1, 1, 32).expand(2, 3, 32, 32) + 0.01 * torch.randn(2, 3, 32, 32)
     assert seam_ratio(seamed, period=8) > 5
     assert 0.8 < seam_ratio(smooth, period=8) < 1.25
+    assert block_seam_ratio(seamed, period=8) > 5
+    assert 0.8 < block_seam_ratio(smooth, period=8) < 1.25
+
+
+def test_a_2px_upsampling_texture_raises_the_seam_ratio_not_the_block_seam_ratio():
+    noise = torch.rand(4, 3, 16, 16) * 2 - 1
+    upsampled = noise.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)  # (4, 3, 32, 32): 2x2 pixel pairs
+    textured = upsampled + 0.02 * torch.randn(4, 3, 32, 32)
+    assert pair_ratio(textured) > 5 and 0.8 < pair_ratio(torch.rand(4, 3, 32, 32)) < 1.25
+    assert seam_ratio(textured, period=8) > 1.5  # the border step (odd) over a median taken across both phases
+    assert 0.8 < block_seam_ratio(textured, period=8) < 1.25
+    blocks = torch.arange(4.0).repeat_interleave(8) * 2  # and with a step at every 8-px border on top
+    assert block_seam_ratio(textured + (blocks[None, :] + blocks[:, None]), period=8) > 1.5
+    with pytest.raises(ConfigError, match="even grid period"):
+        block_seam_ratio(textured, period=5)
 
 
 @pytest.fixture
@@ -58,8 +75,10 @@ def test_cli_prints_one_ratio_per_frequency_and_a_step_row_per_image_set(checkpo
     assert [int(row.split("|")[1]) for row in frequency_rows] == list(range(1, 9))  # 16 px: 1 .. 8 cycles
     ratios = [float(v) for v in frequency_rows[0].split("|")[3:5]]
     assert ratios[0] == ratios[1] > 0  # the same checkpoint twice: the same images
-    assert sum(line.startswith("| real |") for line in lines) == 1
+    assert sum(line.startswith("| real |") for line in lines) == 2  # a step row and a seam row
     assert sum(line.startswith("| run 1.0 kimg |") for line in lines) == 4  # a step row and a seam row per checkpoint
+    seam_header = next(line for line in lines if line.startswith("| images | seam ratio"))
+    assert seam_header.endswith("| block seam ratio | pair ratio |")  # the default period, 4, is even
     assert "Seam ratio" in result.output
     assert "24 generated, 24 real" in result.output
 
