@@ -86,7 +86,9 @@ def test_default_samples_with_running_statistics_as_before(preset):
     state = explicit.state_dict()
     assert all(torch.equal(value, state[name]) for name, value in default.state_dict().items())
     z = torch.randn(4, config["z_dim"])
-    assert torch.equal(default(z)[:2], default(z[:2]))
+    # to float rounding: oneDNN may pick another conv kernel for another batch size (seen on AMD EPYC); batch
+    # statistics would move the images by far more (the test above)
+    torch.testing.assert_close(default(z)[:2], default(z[:2]), rtol=1e-5, atol=1e-6)
 
 
 def test_sampling_paths_depend_on_the_batch_in_batch_mode(tmp_path):
