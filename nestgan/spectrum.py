@@ -70,10 +70,15 @@ def block_seam_ratio(images: torch.Tensor, period: int) -> float:
     the steps inside a pair, which raises seam_ratio without any block showing. Against the other odd steps that
     texture cancels, and what is left is the block grid alone: the reals score about 1.
     """
-    if period < 4 or period % 2:
+    if not separates_pairs(period):
         raise ConfigError(f"the block seam ratio needs an even grid period of at least 4, got {period}")
     steps = step_profile(images, period)
     return float(steps[-1] / steps[1:-1:2].median())
+
+
+def separates_pairs(period: int) -> bool:
+    """A grid period whose borders can be told from a last 2x upsampling's pair steps: even, at least 4."""
+    return period >= 4 and period % 2 == 0
 
 
 def pair_ratio(images: torch.Tensor) -> float:
@@ -130,9 +135,10 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, 
     for label, images in [("real", reals), *zip(labels, (images for images, _, _ in runs))]:
         click.echo(f"| {label} | " + " | ".join(f"{v:.3f}" for v in step_profile(images, period)) + " |")
 
-    blocks = period >= 4 and period % 2 == 0
+    blocks = separates_pairs(period)
+    real_seams = seam_ratio(reals, period)
     click.echo(f"\nSeam ratio: step across a {period}-px border over the median step elsewhere (reals: "
-               f"{seam_ratio(reals, period):.3f})"
+               f"{real_seams:.3f})"
                + ("; block seam ratio: the same over the other odd steps only, the block grid without a last 2x "
                   "upsampling's texture; pair ratio: the step between 2-px pixel pairs over the step inside one, "
                   "that texture" if blocks else "") + ":\n")
@@ -140,7 +146,8 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, 
     click.echo("| images | " + " | ".join(columns) + " |")
     click.echo("|---" * (1 + len(columns)) + "|")
     for label, images in [("real", reals), *zip(labels, (images for images, _, _ in runs))]:
-        values = [seam_ratio(images, period), seam_ratio(images, period) / seam_ratio(reals, period),
+        seams = seam_ratio(images, period)
+        values = [seams, seams / real_seams,
                   *([block_seam_ratio(images, period), pair_ratio(images)] if blocks else [])]
         click.echo(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
 
