@@ -26,11 +26,13 @@ def run_race(race: Race, stop: Stop) -> list[str]:
     """Train what is not trained (each run alone, or --pin runs side by side), scoring each run once trained;
     returns the failed trainings."""
     budget = max(race.minutes)
-    if any(not finished(run_snapshots(race.outdir(job)), budget) for job in race.jobs()):
+    jobs = race.jobs()
+    pending = [job for job in jobs if not finished(run_snapshots(race.outdir(job)), budget)]
+    if pending:
         check_same_machine(race)
     entries = remember(race)
     device = resolve_device("auto")
-    for job in race.jobs():
+    for job in jobs:
         pid = still_training(race.outdir(job))
         if pid is not None:
             raise ConfigError(f"{job.name}: a training that an earlier race process started still runs (pid {pid}); "
@@ -41,9 +43,7 @@ def run_race(race: Race, stop: Stop) -> list[str]:
             if finished(run_snapshots(race.outdir(job)), budget) and score_job(race, job, device):
                 write_report(race, entries)
 
-    jobs = race.jobs()
     score_trained(jobs)  # runs trained before a stop or a crash of the race, and new metrics or minutes
-    pending = [job for job in jobs if not finished(run_snapshots(race.outdir(job)), budget)]
     width = race.pin or 1
     failures = []
     for start in range(0, len(pending), width):
