@@ -3,11 +3,13 @@ to every level's whole input), against the best of the search's start seeds; pix
 perceptual distance.
 
 Writes <out>.jsonl (one line per image and method), <out>.md (the table) and <out>.png (rows: target, best start,
-then each choice of nestgan.projection.OFFSETS; one column per image, the first --picture-images images). Faces,
-and non-faces as a control (what a projection reproduces that the generator cannot draw):
+then each choice of nestgan.projection.OFFSETS; one column per image, the first --picture-images images). Faces
+the shipped model did not train on (it trained on the first 9,000 of the 10,000), and non-faces as a control (what a
+projection reproduces that the generator cannot draw):
 
     python tools/projection_study.py --ckpt pretrained/celeba64-nest-cpu.safetensors \
-        --images ../shared/data/celeba/img_align_celeba --crop celeba --count 8 --out docs/results/projection-celeba64
+        --images ../shared/data/celeba/img_align_celeba --skip 9000 --crop celeba --count 8 \
+        --out docs/results/projection-celeba64
     python tools/projection_study.py --ckpt pretrained/celeba64-nest-cpu.safetensors \
         --images ../shared/data/tiny-imagenet-64/val --count 8 --out docs/results/projection-imagenet-control
 """
@@ -38,6 +40,8 @@ def main() -> None:
     parser.add_argument("--images", required=True, help="a folder of images (searched recursively)")
     parser.add_argument("--crop", choices=list(CROPS), default="square", help="as nestgan-project's --crop")
     parser.add_argument("--count", type=int, default=16, help="images, evenly spaced over the folder's sorted files")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N sorted files (those the generator trained on, with max_images = N)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--picture-images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
@@ -46,7 +50,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     G = nestgan.load_generator(args.ckpt)
-    files = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[args.skip:]
+    if len(files) < args.count:
+        parser.error(f"{len(files)} images in {args.images} after --skip {args.skip}, fewer than --count {args.count}")
     images = [files[i * len(files) // args.count] for i in range(args.count)]
     distance = PerceptualDistance()
     out = Path(args.out)
