@@ -49,7 +49,7 @@ def test_projection_gets_close_to_a_face_the_generator_can_draw(shipped, unseen_
     redraws it."""
     result = project(shipped, unseen_face, steps=60, starts=16, frame_every=10)
     start = nestgan.sample(shipped, [result.start_seed])[0]
-    assert result.psnr > float(psnr(start[None], unseen_face[None])) + 5
+    assert result.psnr > float(psnr(start[None], unseen_face[None])) + 3  # under half the start's squared error
     assert result.psnr == pytest.approx(float(psnr(result.image[None], unseen_face[None])))
     assert result.log[-1]["perceptual"] < result.log[0]["perceptual"] / 2
     assert result.z.norm() == pytest.approx(math.sqrt(shipped.z_dim), rel=1e-4)  # on the Gaussian's sphere
