@@ -35,6 +35,12 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 60.0
 
 
+def same_to_rounding(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same uint8 pixels up to one quantisation step: images drawn in batches of another size (a walk's frames
+    against the seeds alone) may round apart, as oneDNN picks another conv kernel per batch size."""
+    return a.shape == b.shape and int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,10 +199,10 @@ def test_the_page_draws_the_seeds_typed_walks_between_them_and_shows_a_run(serve
     strip = new_image(browser, "strip", image_src(browser, "strip"))
     ends = as_pixels(nestgan.sample(G, [3, 9]))
     assert strip.shape == (64, 8 * 64, 3)
-    assert np.array_equal(strip[:, :64], ends[0]) and np.array_equal(strip[:, -64:], ends[1])
+    assert same_to_rounding(strip[:, :64], ends[0]) and same_to_rounding(strip[:, -64:], ends[1])
     old = image_src(browser, "frame")
     browser.find_element("css selector", "#where input[type=range]").send_keys(Keys.END)  # the slider to its end
-    assert np.array_equal(new_image(browser, "frame", old), ends[1])
+    assert same_to_rounding(new_image(browser, "frame", old), ends[1])
     assert wait_for(lambda: browser.find_elements("css selector", "#gif a"), "the GIF link")
 
     # Project tab: an uploaded face, projected in the fewest steps; the target half is the upload as G sees it, and
@@ -212,8 +218,8 @@ def test_the_page_draws_the_seeds_typed_walks_between_them_and_shows_a_run(serve
     assert pair.shape == (64, 128, 3) and np.array_equal(pair[:, :64], np.asarray(Image.open(face)))
     assert "PSNR" in message(browser, "projection-note")
     walk = new_image(browser, "projection-walk", None)
-    assert np.array_equal(walk[:, -64:], as_pixels(nestgan.sample(G, [0]))[0]) and np.array_equal(walk[:, :64],
-                                                                                                    pair[:, 64:])
+    assert same_to_rounding(walk[:, -64:], as_pixels(nestgan.sample(G, [0]))[0])
+    assert same_to_rounding(walk[:, :64], pair[:, 64:])
 
     # Run tab: the newest snapshot's fixed-z grid; a snapshot written while the page is open appears by itself.
     open_tab(browser, "Run")
