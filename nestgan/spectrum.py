@@ -101,13 +101,15 @@ def _generated(ckpt: str, n: int, batch: int, device: torch.device, seed: int) -
 @click.option("--ckpt", "ckpts", multiple=True, required=True, help="Training checkpoint; repeat to compare several.")
 @click.option("--n", type=int, default=1000, show_default=True, help="Images per side (generated, real).")
 @click.option("--period", type=int, default=4, show_default=True, help="Grid period in pixels of the step profile.")
+@click.option("--data-dir", help="Where the real images live [the first checkpoint's; an export keeps none].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated images' latents.")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--threads", type=int,
               help="CPU threads for torch ops [one per usable CPU that other processes leave free].")
 @user_errors_as_exit
-def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, device: str, threads: int | None) -> None:
+def main(*, ckpts: tuple[str, ...], n: int, period: int, data_dir: str | None, seed: int, batch: int, device: str,
+         threads: int | None) -> None:
     """Print the generated/real power spectrum and step profile of each checkpoint as markdown tables."""
     if n < 1 or batch < 1 or period < 2:
         raise ConfigError(f"--n and --batch must be positive and --period at least 2 (got {n}, {batch}, {period})")
@@ -117,7 +119,8 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, seed: int, batch: int, 
     resolution = runs[0][0].shape[-1]
     if any(images.shape[-1] != resolution for images, _, _ in runs):
         raise ConfigError("--ckpt: the checkpoints generate different resolutions; compare one resolution at a time")
-    dataset = load_training_data(runs[0][1].get("data") or {}, resolution)
+    data = {**(runs[0][1].get("data") or {}), **({"data_dir": data_dir} if data_dir else {})}
+    dataset = load_training_data(data, resolution)
     reals = torch.from_numpy(np.array(dataset.images[: min(n, len(dataset))]))
 
     real_power = power_spectrum(reals)

@@ -93,3 +93,23 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_data_dir_finds_the_reals_of_a_checkpoint_that_keeps_no_path(tmp_path, make_tiny_checkpoint):
+    """An export keeps its data's name, not where it lives: --data-dir says where, as evaluate.py's does."""
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for i in range(8):
+        pixels = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=rng).numpy()
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    data = {"name": "folder", "cache_dir": str(tmp_path / "cache")}
+    ckpt = make_tiny_checkpoint(tmp_path / "run" / "network-snapshot-000001.pt", data)
+    args = ["--ckpt", str(ckpt), "--n", "8", "--period", "4", "--device", "cpu"]
+    without = CliRunner().invoke(main, args)
+    assert without.exit_code == 2 and "Traceback" not in without.output
+    found = CliRunner().invoke(main, [*args, "--data-dir", str(folder)])
+    assert found.exit_code == 0, found.output
+    assert "8 real" in found.output
