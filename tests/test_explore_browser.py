@@ -25,6 +25,8 @@ from selenium.webdriver.common.keys import Keys
 import nestgan
 from nestgan.images import as_pixels, image_grid
 
+from conftest import same_to_rounding
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,12 +35,6 @@ SHIPPED = REPO / "pretrained" / "celeba64-nest-cpu.safetensors"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 60.0
-
-
-def same_to_rounding(a: np.ndarray, b: np.ndarray) -> bool:
-    """The same uint8 pixels up to one quantisation step: images drawn in batches of another size (a walk's frames
-    against the seeds alone) may round apart, as oneDNN picks another conv kernel per batch size."""
-    return a.shape == b.shape and int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
 
 
 def free_port() -> int:
