@@ -12,8 +12,8 @@ from nestgan.loss import r1_penalty
 from nestgan.networks import (DISCRIMINATORS, build_discriminator, generator_from_config, discriminator_preset,
                               generator_preset)
 from nestgan.networks.conv import check_resolution
-from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, NesTGenerator, NesTLevel, OutConv,
-                                  PixelShuffleDeaggregation, unblockify)
+from nestgan.networks.nest import (BorderConv, ConvDeaggregation, ConvMlp, LinearDeaggregation, NesTGenerator,
+                                  NesTLevel, OutConv, PixelShuffleDeaggregation, unblockify)
 from nestgan.networks.transformer import AdaptiveLayerNorm, Attention
 from nestgan.networks.summary import count_flops, count_parameters, forward_flops
 from nestgan.presets import preset_names
@@ -222,6 +222,25 @@ def test_pixelshuffle_deaggregation_stays_in_the_parent_footprint():
     assert changed.nonzero().flatten().tolist() == [0, 1, 4, 5]
 
 
+@pytest.mark.parametrize("upsample, reaches_neighbours", [("bilinear", True), ("nearest", False)])
+def test_linear_deaggregation_reaches_neighbouring_blocks_only_when_bilinear(upsample, reaches_neighbours):
+    changed = _next_level_blocks_changed(LinearDeaggregation(16, 8, upsample))
+    assert changed[[0, 1, 4, 5]].all()
+    # bilinear blends the footprint's edge rows with the next parents' over the border; nearest only copies
+    assert bool(changed[2] and changed[8]) == reaches_neighbours
+    assert not changed[15]
+
+
+def test_linear_deaggregation_generator_is_cheaper_and_conv_free_before_its_rgb():
+    linear = generator_from_config({**TINY_NEST, "deaggregation": "linear", "upsample": "bilinear",
+                                    "head": "conv", "out_patch": 2})
+    conv = generator_from_config({**TINY_NEST, "upsample": "bilinear", "head": "conv", "out_patch": 2})
+    assert linear(torch.randn(2, 16)).shape == conv(torch.randn(2, 16)).shape == (2, 3, 16, 16)
+    assert isinstance(linear.head.up, LinearDeaggregation) and isinstance(conv.head.up, ConvDeaggregation)
+    assert [type(m) for m in linear.deaggregations] == [LinearDeaggregation]
+    assert forward_flops(linear) < forward_flops(conv)
+
+
 class PassThrough(torch.nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         return x
@@ -369,7 +388,7 @@ def test_conv_head_draws_full_resolution_rgb(out_patch, size):
     assert x.shape == (2, 3, size, size) and g.resolution == size and x.abs().max() <= 1
 
 
-@pytest.mark.parametrize("deaggregation", ["conv", "pixelshuffle"])
+@pytest.mark.parametrize("deaggregation", ["conv", "linear", "pixelshuffle"])
 def test_generator_deaggregation_options(deaggregation):
     g = generator_from_config({**TINY_NEST, "deaggregation": deaggregation, "widths": [32, 16]})
     assert g(torch.randn(2, 16)).shape == (2, 3, 8, 8)
@@ -411,7 +430,7 @@ def test_fixed_seed_gives_identical_outputs():
     (dict(depths=[1]), "same non-zero length"),
     (dict(deaggregation="bilinear"), "unknown deaggregation"),
     (dict(upsample="bicubic"), "unknown upsample"),
-    (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv de-aggregation only"),
+    (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv and linear de-aggregations only"),
     (dict(head="implicit"), "unknown head"),
     (dict(head="conv", out_patch=4), "out_patch 1 or 2"),
     (dict(mapping_layers=-1), "mapping_layers"),
