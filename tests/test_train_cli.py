@@ -95,7 +95,8 @@ def test_dry_run_says_which_preset_tables_applied_and_why(monkeypatch):
     assert "batch 64 -> 32" in notes[1] and "generator table (preset, widths" in notes[1]
     assert notes[2:] == ["flags applied last: data.name, device",
                          "generator preset nest-64 applied: named by the [generator] table; "
-                         "the [generator] table overrides widths, depths, heads, upsample, border_conv, head"]
+                         "the [generator] table overrides widths, depths, heads, upsample, border_conv, head, "
+                         "deaggregation, mlp_ratio"]
     auto = run_cli("--dry-run", "--data", "celeba", "--metrics", "fid10k").stderr
     assert ("[cpu] of celeba preset (the CPU recipe) applied: device is auto and torch sees no CUDA device; "
             "metrics fid10k -> fid1k") in auto
