@@ -112,11 +112,13 @@ def test_dry_run_says_which_preset_tables_applied_and_why(monkeypatch):
 CPU_RECIPE = {"d": "dcgan", "batch": 32, "r1_gamma": 0.1, "augment": "translation", "beta1": 0.0, "ema_kimg": 1.0,
               "shared_fakes": True, "metrics": ["fid1k"]}
 SMALL_NEST_64 = {"widths": [256, 128, 64], "depths": [2, 1, 1], "upsample": "bilinear"}  # on nest-64
+LIGHT_NEST_64 = {"widths": [256, 128, 32], "depths": [2, 1, 1], "heads": [4, 4, 1], "upsample": "bilinear",
+                 "border_conv": True, "head": "conv", "deaggregation": "linear", "mlp_ratio": 2.0}  # celeba's
 SMALL_NEST_32 = {"widths": [128, 64], "depths": [2, 2], "out_patch": 2, "upsample": "bilinear"}  # shapes' generator
 
 
 @pytest.mark.parametrize(("data", "resolution", "small_nest", "gpu_batch", "gpu_metric", "gpu_widths"), [
-    ("folder", 64, SMALL_NEST_64, 32, "fid5k", [384, 192, 96]),
+    ("folder", 64, LIGHT_NEST_64, 32, "fid5k", [384, 192, 96]),
     ("imagenet64", 64, SMALL_NEST_64, 64, "fid10k", [384, 192, 96]),
     ("cifar10", 32, SMALL_NEST_32, 64, "fid10k", [256, 128, 64]),
 ])
