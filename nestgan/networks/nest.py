@@ -200,11 +200,11 @@ class ConvHead(nn.Module):
     their inputs, so no pixel patch or block grid is drawn into the image.
     """
 
-    def __init__(self, dim: int, out_patch: int, upsample: str, style_dim: int = 0, linear_up: bool = False) -> None:
+    def __init__(self, dim: int, out_patch: int, upsample: str, style_dim: int = 0,
+                 up: type[ConvDeaggregation | LinearDeaggregation] = ConvDeaggregation) -> None:
         super().__init__()
         if out_patch not in (1, 2):
             raise ConfigError(f"nest generator: head 'conv' takes out_patch 1 or 2 (got {out_patch})")
-        up = LinearDeaggregation if linear_up else ConvDeaggregation
         self.up = up(dim, dim // 2, upsample, style_dim) if out_patch == 2 else None
         self.to_rgb = nn.Conv2d(dim // 2 if self.up else dim, 3, kernel_size=3, padding=1)
 
@@ -300,16 +300,17 @@ class NesTGenerator(nn.Module):
                       style_dim, border_conv, mlp_conv, attention[i])
             for i in range(levels)
         )
+        # pixelshuffle keeps the conv head's conv up-step: its copies would draw the 2x2 patches that head removes
+        up = LinearDeaggregation if deaggregation == "linear" else ConvDeaggregation
         self.deaggregations = nn.ModuleList(
             PixelShuffleDeaggregation(widths[i], widths[i + 1]) if deaggregation == "pixelshuffle"
-            else (LinearDeaggregation if deaggregation == "linear" else ConvDeaggregation)(
-                widths[i], widths[i + 1], upsample, style_dim)
+            else up(widths[i], widths[i + 1], upsample, style_dim)
             for i in range(levels - 1)
         )
         self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
         self.head_norm = AdaptiveLayerNorm(widths[-1], style_dim)
-        self.head = (ConvHead(widths[-1], out_patch, upsample, style_dim, linear_up=deaggregation == "linear")
-                     if head == "conv" else nn.Linear(widths[-1], 3 * out_patch**2))
+        self.head = (ConvHead(widths[-1], out_patch, upsample, style_dim, up) if head == "conv"
+                     else nn.Linear(widths[-1], 3 * out_patch**2))
 
         self.apply(init_vit_weights)
         for level in self.levels:
