@@ -28,7 +28,7 @@ from PIL import Image
 
 import nestgan
 from nestgan.bench.machine import machine_info
-from nestgan.data.files import IMAGE_EXTENSIONS, decode_image
+from nestgan.data.files import decode_image, is_image_name
 from nestgan.commands.project import CROPS
 from nestgan.images import as_pixels, image_grid
 from nestgan.projection import OFFSETS, PerceptualDistance, project, psnr
@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     G = nestgan.load_generator(args.ckpt)
-    files = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[args.skip:]
+    files = sorted(p for p in Path(args.images).rglob("*") if is_image_name(p.name))[args.skip:]
     if len(files) < args.count:
         parser.error(f"{len(files)} images in {args.images} after --skip {args.skip}, fewer than --count {args.count}")
     images = [files[i * len(files) // args.count] for i in range(args.count)]
