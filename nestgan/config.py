@@ -5,9 +5,10 @@ Sources, lowest priority first: the defaults below < the dataset preset nestgan/
 impossible combinations, before any work starts; every problem is one ConfigError naming the key and the fix.
 
 A table named for a component ([generator], [discriminator]) applies while that component stays the same: a higher
-source that names another g or d (or another resolution, for a table made for one size) without a table of its own
-drops the lower source's table (see _component). The table that applies is then resolved onto its preset (the end
-of this module), with a line saying which preset and why.
+source that names another g or d (or another resolution, for a table made for one size) drops the lower source's
+table (see _component); a higher table of bare keys overrides those keys of it, and one naming a preset or an arch
+replaces it (layered). The table that applies is then resolved onto its preset (the end of this module), with a
+line saying which preset and why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from nestgan.augment import POLICIES
 from nestgan.data.sources import DATASETS
@@ -114,19 +115,9 @@ class TrainConfig:
         cls, preset: dict[str, Any], file: dict[str, Any], flags: dict[str, Any], world_size: int = 1
     ) -> "TrainConfig":
         """Merge the layers (preset < file < flags), check them, and resolve the component presets."""
-        merged: dict[str, Any] = {}
         for source, layer in (("dataset preset", preset), ("config file", file), ("flags", flags)):
             check_keys(cls, layer, source)
-            for table_key, family_key in COMPONENT_TABLES.items():
-                table = merged.get(table_key, {})
-                made_for = _component(cls, merged, family_key, table)
-                if table_key not in layer and _component(cls, {**merged, **layer}, family_key, table) != made_for:
-                    merged.pop(table_key, None)  # a lower layer's table was made for another component
-            for key, value in layer.items():
-                if key == "data":
-                    merged["data"] = {**merged.get("data", {}), **value}
-                else:
-                    merged[key] = value
+        merged = layered([preset, file, flags])
         for derived in (f.name for f in dataclasses.fields(cls) if not f.init):
             merged.pop(derived, None)  # recomputed, not taken from a source (a copied config may carry it)
         data = DataConfig(**merged.pop("data", {}))
@@ -243,6 +234,38 @@ class TrainConfig:
         return out
 
 
+def layered(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Config keys of `layers`, lowest priority first (the dataset preset, a --config file, flags; or a file's keys and
+    its [cpu] table), merged by one rule. [data] merges key by key. A component table ([generator], [discriminator])
+    applies while its component stays what it was made for (_component): a higher layer naming another g or d drops
+    it, and another resolution drops a table made for one size. Of the tables that apply, one naming a preset or a
+    whole arch replaces those below it, and one of bare keys overrides only those keys: `[generator] mlp_ratio = 4.0`
+    in a --config file keeps the rest of the preset's [cpu.generator], and still applies to the stock preset when a
+    --resolution flag drops that table."""
+    merged: dict[str, Any] = {}
+    tables: dict[str, list[tuple[tuple[Any, Any], dict[str, Any]]]] = {key: [] for key in COMPONENT_TABLES}
+    for layer in layers:
+        values = {**merged, **layer}
+        for table_key, family_key in COMPONENT_TABLES.items():
+            kept = [(made_for, t) for made_for, t in tables[table_key]
+                    if _component(TrainConfig, values, family_key, t) == made_for]
+            if isinstance(layer.get(table_key), dict):  # anything else is check_keys' to refuse
+                table = layer[table_key]
+                if "preset" in table or "arch" in table:
+                    kept = []
+                kept.append((_component(TrainConfig, values, family_key, table), table))
+            tables[table_key] = kept
+        for key, value in layer.items():
+            if key == "data" and isinstance(value, dict) and isinstance(merged.get("data", {}), dict):
+                merged["data"] = {**merged.get("data", {}), **value}
+            elif key not in COMPONENT_TABLES or not isinstance(value, dict):
+                merged[key] = value
+    for table_key, kept in tables.items():
+        if kept:
+            merged[table_key] = {k: v for _, table in kept for k, v in table.items()}
+    return merged
+
+
 def _component(cls: type, values: dict[str, Any], family_key: str, table: dict[str, Any]) -> tuple[Any, Any]:
     """What a component table was made for: the family (g or d) and, when the table is made for one size (it names
     a preset or a whole arch, not just overrides of "<family>-<resolution>"), the resolution. The layering rule: a
@@ -287,7 +310,7 @@ def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = N
             changes = [_describe_change(key, below, value) for key, value in cpu_keys.items()]
             sources.append(f"[cpu] of {what} (the CPU recipe) applied: {why_device}; "
                            f"{', '.join(filter(None, changes)) or 'no change'}")
-            layer = {**layer, **cpu_keys}
+            layer = layered([layer, cpu_keys])
             below.update(cpu_keys)
             set_by_cpu.update(cpu_keys)
             applied.append(f"{Path(source).as_posix()} [cpu]: {', '.join(cpu_keys)}")
