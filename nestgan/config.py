@@ -248,12 +248,12 @@ def layered(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
         values = {**merged, **layer}
         for table_key, family_key in COMPONENT_TABLES.items():
             kept = [(made_for, t) for made_for, t in tables[table_key]
-                    if _component(TrainConfig, values, family_key, t) == made_for]
+                    if _component(values, family_key, t) == made_for]
             if isinstance(layer.get(table_key), dict):  # anything else is check_keys' to refuse
                 table = layer[table_key]
-                if "preset" in table or "arch" in table:
+                if _made_for_one_size(table):  # a whole table: those below no longer apply
                     kept = []
-                kept.append((_component(TrainConfig, values, family_key, table), table))
+                kept.append((_component(values, family_key, table), table))
             tables[table_key] = kept
         for key, value in layer.items():
             if key == "data" and isinstance(value, dict) and isinstance(merged.get("data", {}), dict):
@@ -266,13 +266,16 @@ def layered(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _component(cls: type, values: dict[str, Any], family_key: str, table: dict[str, Any]) -> tuple[Any, Any]:
-    """What a component table was made for: the family (g or d) and, when the table is made for one size (it names
-    a preset or a whole arch, not just overrides of "<family>-<resolution>"), the resolution. The layering rule: a
-    table applies while this stays the same, for every component alike."""
-    made_for_one_size = "arch" in table or "preset" in table
-    resolution = values.get("resolution", cls.resolution) if made_for_one_size else None
-    return values.get(family_key, getattr(cls, family_key)), resolution
+def _made_for_one_size(table: dict[str, Any]) -> bool:
+    """A component table that names a preset or a whole arch, not just overrides of "<family>-<resolution>"."""
+    return "arch" in table or "preset" in table
+
+
+def _component(values: dict[str, Any], family_key: str, table: dict[str, Any]) -> tuple[Any, Any]:
+    """What a component table was made for: the family (g or d) and, when the table is made for one size, the
+    resolution. The layering rule: a table applies while this stays the same, for every component alike."""
+    resolution = values.get("resolution", TrainConfig.resolution) if _made_for_one_size(table) else None
+    return values.get(family_key, getattr(TrainConfig, family_key)), resolution
 
 
 def load_config(flags: dict[str, Any], config_file: str | os.PathLike | None = None, world_size: int = 1,
