@@ -28,7 +28,7 @@ import torch
 
 from nestgan.checkpoint import read_generator
 from nestgan.cli import user_errors_as_exit
-from nestgan.data import load_training_data
+from nestgan.data import load_training_data, trained_data_source
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics.fidelity import metric_stream_batches
@@ -119,8 +119,7 @@ def main(*, ckpts: tuple[str, ...], n: int, period: int, data_dir: str | None, s
     resolution = runs[0][0].shape[-1]
     if any(images.shape[-1] != resolution for images, _, _ in runs):
         raise ConfigError("--ckpt: the checkpoints generate different resolutions; compare one resolution at a time")
-    data = {**(runs[0][1].get("data") or {}), **({"data_dir": data_dir} if data_dir else {})}
-    dataset = load_training_data(data, resolution)
+    dataset = load_training_data(trained_data_source(runs[0][1].get("data") or {}, data_dir=data_dir), resolution)
     reals = torch.from_numpy(np.array(dataset.images[: min(n, len(dataset))]))
 
     real_power = power_spectrum(reals)

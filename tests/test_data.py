@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nestgan.data import BatchIterator, files, load_dataset, measure_loader_throughput, shapes
+from nestgan.data import BatchIterator, files, load_dataset, measure_loader_throughput, shapes, trained_data_source
 from nestgan.errors import ConfigError, DataError
 
 
@@ -431,3 +431,11 @@ def test_resume_is_bit_identical(tmp_path):
     with pytest.raises(ConfigError, match="does not fit"):
         resumed.load_state_dict({"epoch": 0, "position": 37})
     assert measure_loader_throughput(ds, 8, 2) > 0
+
+
+def test_trained_data_source_moves_only_what_a_flag_names():
+    trained_on = {"name": "celeba", "data_dir": "/old/place", "split": "train", "max_images": 9000}
+    assert trained_data_source(trained_on) == trained_on
+    moved = trained_data_source(trained_on, data_dir="/new/place", split="test")
+    assert moved == {**trained_on, "data_dir": "/new/place", "split": "test"}
+    assert trained_on["data_dir"] == "/old/place"  # the checkpoint's own dict is left as it was

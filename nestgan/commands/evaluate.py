@@ -19,7 +19,7 @@ import torch
 from nestgan.checkpoint import read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.config import load_config
-from nestgan.data import DATASETS, SPLITS, load_training_data
+from nestgan.data import DATASETS, SPLITS, load_training_data, trained_data_source
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
 from nestgan.metrics import METRIC_GRAMMAR, MetricSpec, append_metric_line, evaluate_metrics, parse_metric_name
@@ -120,7 +120,7 @@ def main(
     if data is None and not trained_on.get("name"):
         raise ConfigError(f"{ckpt} does not say which data it was trained on; pass --data (and --data-dir)")
     if data is None or data == trained_on.get("name"):  # the training data, with what the flags change
-        source = {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
+        source = trained_data_source(trained_on, data_dir=data_dir, split=split)
     else:
         source = {"name": data, "data_dir": data_dir, "split": split or "train", "cache_dir": trained_on.get("cache_dir")}
     if attribute is not None:  # e.g. a source model scored against the subset it will be fine-tuned on

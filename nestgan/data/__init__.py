@@ -6,7 +6,13 @@
 """
 
 from nestgan.data.loader import BatchIterator, measure_loader_throughput
-from nestgan.data.prepared import PreparedDataset, default_cache_dir, load_dataset, load_training_data
+from nestgan.data.prepared import (
+    PreparedDataset,
+    default_cache_dir,
+    load_dataset,
+    load_training_data,
+    trained_data_source,
+)
 from nestgan.data.sources import DATASETS, SPLITS
 
 __all__ = [
@@ -17,5 +23,6 @@ __all__ = [
     "default_cache_dir",
     "load_dataset",
     "load_training_data",
+    "trained_data_source",
     "measure_loader_throughput",
 ]

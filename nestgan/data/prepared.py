@@ -306,6 +306,14 @@ def load_dataset(
         raise DataError(f"prepared cache {folder} failed its check right after being written ({e}); is the disk full?")
 
 
+def trained_data_source(
+    trained_on: dict[str, Any], *, data_dir: str | None = None, split: str | None = None
+) -> dict[str, Any]:
+    """A checkpoint's config["data"] with what a user's flags move: --data-dir (the same data in another place, e.g.
+    on another machine) and --split; a flag left out keeps the checkpoint's value."""
+    return {**trained_on, **({"data_dir": data_dir} if data_dir else {}), **({"split": split} if split else {})}
+
+
 def load_training_data(
     data: dict[str, Any], resolution: int, cache_dir: str | os.PathLike | None = None, download: bool = False
 ) -> PreparedDataset:
