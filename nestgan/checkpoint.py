@@ -290,6 +290,15 @@ def networks_of(path: str | os.PathLike) -> dict[str, Any]:
     return {key: config[key] for key in keys if key in config}
 
 
+def metrics_batch(config: dict[str, Any]) -> int:
+    """Images per generator call when a checkpoint's generator makes metric images: its run's metrics_batch (a
+    generator that samples with each batch's own BatchNorm statistics sets it to its training batch), else the
+    default; an export keeps no run settings."""
+    from nestgan.config import TrainConfig
+
+    return int(config.get("metrics_batch") or TrainConfig.metrics_batch)
+
+
 def read_generator(
     path: str | os.PathLike, ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:

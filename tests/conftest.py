@@ -68,14 +68,15 @@ def tiny_toml(max_images: int = 256, **top: Any) -> str:
 
 @pytest.fixture(scope="session")
 def make_tiny_checkpoint():
-    """Factory: write a training-style checkpoint of an untrained 16 px generator, `data` as its training data."""
+    """Factory: write a training-style checkpoint of an untrained 16 px generator, `data` as its training data, and
+    other run `settings` in its config."""
     from nestgan.checkpoint import save_checkpoint
     from nestgan.networks import generator_from_config
 
-    def make(path: Path, data: dict | None = None) -> Path:
+    def make(path: Path, data: dict | None = None, **settings) -> Path:
         torch.manual_seed(0)
         G = generator_from_config(TINY_GENERATOR)
-        config = {"generator": TINY_GENERATOR, "resolution": 16, "data": data or {"name": "shapes"}}
+        config = {"generator": TINY_GENERATOR, "resolution": 16, "data": data or {"name": "shapes"}, **settings}
         save_checkpoint(path, {"config": config, "G": G.state_dict(), "G_ema": G.state_dict(),
                                "progress": {"images_seen": 1000, "kimg": 1.0, "train_seconds": 12.5}})
         return path

@@ -99,6 +99,13 @@ def test_evaluate_user_errors_exit_2_with_one_line(run_dir, problem, args):
     assert not list((run_dir / "run").glob("metric-*.jsonl"))
 
 
+def fid1k_report(dataset, value: float) -> MetricsReport:
+    """What evaluate_metrics would return for fid1k, for tests that replace it."""
+    return MetricsReport(values={"fid1k": value}, specs=[parse_metric_name("fid1k")], num_reals={"fid1k": 12},
+                         reference=dataset.pixels_id, extractor="inception-v3-compat", weights_sha256="-",
+                         weights_source="test", internal_dtype="float32", seed=0, device="cpu", wall_s=1.0)
+
+
 def test_default_metrics_fit_the_device():
     """Without --metrics: fid50k_full on CUDA; on a CPU the dataset preset's [cpu] choice, else its metrics, else
     fid1k. A long evaluation on a CPU gets a rough expected time, a short one none."""
@@ -119,9 +126,7 @@ def test_evaluate_without_metrics_on_a_cpu_runs_the_presets_cpu_choice_and_says_
 
     def fake_evaluate(generator, dataset, names, device, **kwargs):
         asked.append(names)
-        return MetricsReport(values={"fid1k": 12.5}, specs=[parse_metric_name("fid1k")], num_reals={"fid1k": 12},
-                             reference=dataset.pixels_id, extractor="inception-v3-compat", weights_sha256="-",
-                             weights_source="test", internal_dtype="float32", seed=0, device="cpu", wall_s=1.0)
+        return fid1k_report(dataset, 12.5)
 
     monkeypatch.setattr(evaluate, "evaluate_metrics", fake_evaluate)
     ckpt = run_dir / "run" / "network-snapshot-000001.pt"
@@ -140,9 +145,7 @@ def test_evaluate_attribute_scores_against_a_celeba_subset(run_dir, monkeypatch)
 
     def fake_evaluate(generator, dataset, names, device, **kwargs):
         seen.append(dataset.pixels_id)
-        return MetricsReport(values={"fid1k": 1.0}, specs=[parse_metric_name("fid1k")], num_reals={"fid1k": 12},
-                             reference=dataset.pixels_id, extractor="inception-v3-compat", weights_sha256="-",
-                             weights_source="test", internal_dtype="float32", seed=0, device="cpu", wall_s=1.0)
+        return fid1k_report(dataset, 1.0)
 
     monkeypatch.setattr(evaluate, "evaluate_metrics", fake_evaluate)
     ckpt, cache = run_dir / "run" / "network-snapshot-000001.pt", run_dir / "cache"
@@ -153,3 +156,26 @@ def test_evaluate_attribute_scores_against_a_celeba_subset(run_dir, monkeypatch)
     assert seen[0].startswith("celeba-Eyeglasses-16-") and seen[1].startswith("celeba-16-")
     bad = evaluate_cli("--ckpt", str(ckpt), "--metrics", "fid1k", "--cache-dir", str(cache), "--attribute", "Glasses")
     assert bad.exit_code == 2 and "unknown CelebA attribute 'Glasses'" in bad.stderr
+
+
+def test_evaluate_samples_in_the_checkpoints_metrics_batch_unless_batch_is_given(run_dir, monkeypatch, shared_data,
+                                                                                 make_tiny_checkpoint):
+    """A generator that samples with each batch's own BatchNorm statistics is scored in its run's metrics_batch (its
+    training batch), as its training snapshots and races were; --batch overrides it; a run without one gets 64."""
+    batches = []
+
+    def fake_evaluate(generator, dataset, names, device, **kwargs):
+        batches.append(kwargs["batch_size"])
+        return fid1k_report(dataset, 1.0)
+
+    monkeypatch.setattr(evaluate, "evaluate_metrics", fake_evaluate)
+    data = {"name": "celeba", "data_dir": str(shared_data / "celeba"), "split": "train", "max_images": 12}
+    plain = run_dir / "run" / "network-snapshot-000001.pt"
+    batch_stats = make_tiny_checkpoint(run_dir / "b128" / "network-snapshot-000001.pt", data, metrics_batch=128)
+    common = ("--metrics", "fid1k", "--cache-dir", str(run_dir / "cache"))
+    for args in ((str(batch_stats),), (str(batch_stats), "--batch", "16"), (str(plain),)):
+        result = evaluate_cli("--ckpt", *args, *common)
+        assert result.exit_code == 0, (result.output, result.exception)
+    assert batches == [128, 16, 64]
+    bad = evaluate_cli("--ckpt", str(plain), *common, "--batch", "0")
+    assert bad.exit_code == 2 and "--batch" in bad.stderr

@@ -24,7 +24,8 @@ from test_train_cli import TINY_TOML as TRAIN_CLI_TINY_TOML  # noqa: E402
 
 # test_train_cli's tiny 16 px run, whose ticks end only at a minute mark or at the end: every snapshot is one of those.
 pytestmark = pytest.mark.slow  # spawns processes or trains for seconds: .ci/run runs it after the fast pass
-RACE_TOML = TRAIN_CLI_TINY_TOML.replace("tick_kimg = 0.032\nsnap = 2\n", "tick_kimg = 10\nsnap = 1000\n")
+RACE_TOML = TRAIN_CLI_TINY_TOML.replace("tick_kimg = 0.032\nsnap = 2\n",
+                                       "tick_kimg = 10\nsnap = 1000\nmetrics_batch = 24\n")
 assert "snap = 1000" in RACE_TOML
 METRICS = "fid16_full,kid16_full"
 MINUTES = (0.005, 0.01)  # 0.3 and 0.6 training seconds
@@ -150,6 +151,7 @@ def test_a_race_trains_each_run_resumes_an_interrupted_one_scores_and_reports_an
     evaluated = []
 
     def counting(generator, dataset, names, device, **kwargs):
+        assert kwargs["batch_size"] == 24  # the run's metrics_batch, as its training snapshots would sample
         evaluated.append(names)
         return evaluate_metrics(generator, dataset, names, device, feature_extractor=PIXELS, **kwargs)
 

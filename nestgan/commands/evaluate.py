@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import torch
 
-from nestgan.checkpoint import read_generator
+from nestgan.checkpoint import metrics_batch, read_generator
 from nestgan.cli import user_errors_as_exit
 from nestgan.config import load_config
 from nestgan.data import DATASETS, SPLITS, load_training_data, trained_data_source
@@ -74,7 +74,8 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--attribute", type=str, help="celeba: real images with this list_attr_celeba.txt attribute (-Name: "
                                          "without; '' the whole set) [the checkpoint's].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--batch", type=int, default=64, show_default=True, help="Images per Inception / generator call.")
+@click.option("--batch", type=click.IntRange(min=1), help="Images per Inception / generator call [the checkpoint's metrics_batch: "
+                                     "the training batch where G samples with batch statistics; else 64].")
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
 @click.option("--dtype", type=click.Choice(INTERNAL_DTYPES), default="float32", show_default=True,
               help="Arithmetic inside Inception (float64: slower, a hair more exact; bfloat16: faster where the CPU "
@@ -97,7 +98,7 @@ def main(
     split: str | None,
     attribute: str | None,
     device: str,
-    batch: int,
+    batch: int | None,
     inception_weights: str | None,
     dtype: str,
     compile_mode: str,
@@ -138,7 +139,7 @@ def main(
         dataset,
         [spec.name for spec in specs],
         torch_device,
-        batch_size=batch,
+        batch_size=batch or metrics_batch(config),
         cache_dir=cache_dir or trained_on.get("cache_dir"),
         weights=inception_weights,
         internal_dtype=dtype,

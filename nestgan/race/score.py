@@ -10,7 +10,7 @@ import click
 import torch
 
 from nestgan.atomic import append_line
-from nestgan.checkpoint import read_generator
+from nestgan.checkpoint import metrics_batch, read_generator
 from nestgan.data import load_training_data
 from nestgan.metrics import evaluate_metrics
 from nestgan.race.plan import Job, Race, now, number, read_jsonl
@@ -37,7 +37,8 @@ def score_job(race: Race, job: Job, device: torch.device) -> int:
         names = [m for m in race.metrics if any(metric == m for _, metric in pairs)]
         generator, config, _ = read_generator(snap.path, device=device)
         dataset = load_training_data(config["data"], generator.resolution)
-        report = evaluate_metrics(generator, dataset, names, device, cache_dir=config["data"].get("cache_dir"))
+        report = evaluate_metrics(generator, dataset, names, device, batch_size=metrics_batch(config),
+                                  cache_dir=config["data"].get("cache_dir"))
         specs = {spec.name: spec for spec in report.specs}
         for minute, metric in pairs:
             evaluation = report.record(specs[metric], checkpoint=snap.path)
