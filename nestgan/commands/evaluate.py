@@ -74,8 +74,9 @@ def cpu_time_note(specs: list[MetricSpec], available_reals: int, threads: int) -
 @click.option("--attribute", type=str, help="celeba: real images with this list_attr_celeba.txt attribute (-Name: "
                                          "without; '' the whole set) [the checkpoint's].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), help="Images per Inception / generator call [the checkpoint's metrics_batch: "
-                                     "the training batch where G samples with batch statistics; else 64].")
+@click.option("--batch", type=click.IntRange(min=1),
+              help="Images per Inception / generator call [the checkpoint's metrics_batch: the training batch where G "
+                   "samples with batch statistics; else 64].")
 @click.option("--inception-weights", type=str, help="torch-fidelity inception-v3-compat weights file.")
 @click.option("--dtype", type=click.Choice(INTERNAL_DTYPES), default="float32", show_default=True,
               help="Arithmetic inside Inception (float64: slower, a hair more exact; bfloat16: faster where the CPU "
