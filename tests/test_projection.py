@@ -63,9 +63,10 @@ def test_projection_gets_close_to_a_face_the_generator_can_draw(shipped, unseen_
 def test_each_choice_of_offsets_moves_what_it_names(shipped):
     cpu = torch.device("cpu")
     levels = level_shapes(shipped, shipped.z_dim, cpu)
-    assert levels == [(1, 8, 8, 256), (1, 16, 16, 128), (1, 32, 32, 64)]
+    widths = [level.pos_embed.shape[-1] for level in shipped.levels]
+    assert levels == [(1, 8 * 2**i, 8 * 2**i, width) for i, width in enumerate(widths)] and len(levels) == 3
     assert offset_shapes(shipped, "all", cpu) == levels and offset_shapes(shipped, "coarse", cpu) == levels[:1]
-    assert offset_shapes(shipped, "channels", cpu) == [(1, 1, 1, c) for c in (256, 128, 64)]
+    assert offset_shapes(shipped, "channels", cpu) == [(1, 1, 1, width) for width in widths]
     assert offset_shapes(shipped, "none", cpu) == []
     conv = nestgan.build_generator("conv-32")  # no levels: z alone, whatever the choice
     assert offset_shapes(conv, "all", cpu) == []
