@@ -394,6 +394,15 @@ def test_generator_deaggregation_options(deaggregation):
     assert g(torch.randn(2, 16)).shape == (2, 3, 8, 8)
 
 
+def test_deaggregation_per_level_transition():
+    g = generator_from_config({**TINY_NEST, "widths": [32, 16, 16], "depths": [1, 1, 1], "heads": [2, 2, 2],
+                               "deaggregation": ["linear", "conv"], "upsample": "bilinear", "head": "conv",
+                               "out_patch": 2})
+    assert [type(m) for m in g.deaggregations] == [LinearDeaggregation, ConvDeaggregation]
+    assert isinstance(g.head.up, LinearDeaggregation)  # the cheap up-step wherever a transition is linear
+    assert g(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+
+
 def test_parallel_branches_and_out_patch():
     g = generator_from_config({**TINY_NEST, "parallel_branches": True, "out_patch": 2})
     x = g(torch.randn(3, 16))
@@ -429,6 +438,8 @@ def test_fixed_seed_gives_identical_outputs():
     (dict(block_size=3), "does not divide"),
     (dict(depths=[1]), "same non-zero length"),
     (dict(deaggregation="bilinear"), "unknown deaggregation"),
+    (dict(deaggregation=["conv", "linear"]), "one per level transition \\(1\\)"),
+    (dict(deaggregation=["nearest"]), "unknown deaggregation 'nearest'"),
     (dict(upsample="bicubic"), "unknown upsample"),
     (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv and linear de-aggregations only"),
     (dict(head="implicit"), "unknown head"),

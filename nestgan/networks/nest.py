@@ -195,8 +195,8 @@ class MappingNetwork(nn.Module):
 
 class ConvHead(nn.Module):
     """Last map (B, H, W, C) -> RGB (B, 3, H*p, W*p) by convolutions, p = out_patch in {1, 2}: for p = 2 a
-    de-aggregation to half the width at full resolution (the linear one in a generator whose levels use it, else
-    the conv one), GELU; then conv 3x3 to RGB. Unlike the per-token Linear head, neighbouring output pixels share
+    de-aggregation to half the width at full resolution (the linear one in a generator where any level transition
+    uses it, else the conv one), GELU; then conv 3x3 to RGB. Unlike the per-token Linear head, neighbouring output pixels share
     their inputs, so no pixel patch or block grid is drawn into the image.
     """
 
@@ -232,7 +232,8 @@ class NesTGenerator(nn.Module):
 
     R = init_size * 2**(levels - 1) * out_patch, with levels = len(widths). attention: per level, whether its
     layers attend within blocks (default all); a level without is border convs and MLPs, the cheaper mixing at the
-    finest levels where HiT-GAN also drops attention.
+    finest levels where HiT-GAN also drops attention. deaggregation: one kind for every level transition, or one per
+    transition, coarse to fine (a conv where a linear one's upsampling would show its parents' grid).
     """
 
     def __init__(
@@ -244,7 +245,7 @@ class NesTGenerator(nn.Module):
         depths: Sequence[int] = (2, 2, 2, 2),
         heads: Sequence[int] = (8, 4, 4, 2),
         mlp_ratio: float = 4.0,
-        deaggregation: str = "conv",
+        deaggregation: str | Sequence[str] = "conv",
         upsample: str = "nearest",
         out_patch: int = 1,
         out_conv: bool = False,
@@ -267,15 +268,20 @@ class NesTGenerator(nn.Module):
         if init_size % block_size:
             raise ConfigError(f"nest generator: block_size {block_size} does not divide the initial "
                               f"{init_size}x{init_size} map; pick a divisor of init_size")
-        if deaggregation not in DEAGGREGATIONS:
-            raise ConfigError(f"nest generator: unknown deaggregation '{deaggregation}' "
-                              f"(choose from {', '.join(DEAGGREGATIONS)})")
+        kinds = [deaggregation] * (levels - 1) if isinstance(deaggregation, str) else list(deaggregation)
+        if len(kinds) != levels - 1:
+            raise ConfigError(f"nest generator: deaggregation needs one kind, or one per level transition "
+                              f"({levels - 1}), got {deaggregation}")
+        for kind in kinds:
+            if kind not in DEAGGREGATIONS:
+                raise ConfigError(f"nest generator: unknown deaggregation '{kind}' "
+                                  f"(choose from {', '.join(DEAGGREGATIONS)})")
         if upsample not in UPSAMPLINGS:
             raise ConfigError(f"nest generator: unknown upsample '{upsample}' (choose from {', '.join(UPSAMPLINGS)})")
-        if deaggregation == "pixelshuffle" and upsample != "nearest":
+        if "pixelshuffle" in kinds and upsample != "nearest":
             raise ConfigError("nest generator: upsample applies to the conv and linear de-aggregations only; "
                               "drop it for pixelshuffle")
-        if deaggregation == "pixelshuffle" and any(w % 4 for w in widths[:-1]):
+        if any(kind == "pixelshuffle" and w % 4 for kind, w in zip(kinds, widths)):
             raise ConfigError("nest generator: pixelshuffle de-aggregation needs widths divisible by 4")
         if head not in HEADS:
             raise ConfigError(f"nest generator: unknown head '{head}' (choose from {', '.join(HEADS)})")
@@ -300,13 +306,15 @@ class NesTGenerator(nn.Module):
                       style_dim, border_conv, mlp_conv, attention[i])
             for i in range(levels)
         )
-        # pixelshuffle keeps the conv head's conv up-step: its copies would draw the 2x2 patches that head removes
-        up = LinearDeaggregation if deaggregation == "linear" else ConvDeaggregation
         self.deaggregations = nn.ModuleList(
-            PixelShuffleDeaggregation(widths[i], widths[i + 1]) if deaggregation == "pixelshuffle"
-            else up(widths[i], widths[i + 1], upsample, style_dim)
-            for i in range(levels - 1)
+            PixelShuffleDeaggregation(widths[i], widths[i + 1]) if kind == "pixelshuffle"
+            else (LinearDeaggregation if kind == "linear" else ConvDeaggregation)(widths[i], widths[i + 1], upsample,
+                                                                                  style_dim)
+            for i, kind in enumerate(kinds)
         )
+        # pixelshuffle keeps the conv head's conv up-step: its copies would draw the 2x2 patches that head removes
+        head_kind = deaggregation if isinstance(deaggregation, str) else ("linear" if "linear" in kinds else "conv")
+        up = LinearDeaggregation if head_kind == "linear" else ConvDeaggregation
         self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
         self.head_norm = AdaptiveLayerNorm(widths[-1], style_dim)
         self.head = (ConvHead(widths[-1], out_patch, upsample, style_dim, up) if head == "conv"
