@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -111,6 +112,35 @@ def test_sampling_paths_depend_on_the_batch_in_batch_mode(tmp_path):
             ]
         for a, b in pairs:
             assert (torch.as_tensor(a) == torch.as_tensor(b)).all().item() == (sample_bn == "running")
+
+
+def test_generate_samples_a_batch_mode_checkpoint_in_its_metrics_batch(tmp_path):
+    """generate.py calls a batch-statistics generator with its run's metrics_batch (the training batch), as the
+    metrics and races do, so its PNGs are the images those scored; --batch overrides it."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from nestgan.commands import generate
+    from nestgan.images import as_pixels
+
+    weights = trained_pair("dcgan")[0].state_dict()
+    config = {**SMALL["dcgan"], "sample_bn": "batch"}
+    path = tmp_path / "batch.pt"
+    save_checkpoint(path, {"config": {"generator": config, "resolution": 16, "metrics_batch": 2},
+                           "G": weights, "G_ema": weights})
+    G, _, _ = read_generator(path)
+    with torch.no_grad():
+        expected = {batch: as_pixels(sample(G, range(4), batch=batch)) for batch in (4, 2)}
+
+    def written(*flags: str) -> np.ndarray:
+        out = tmp_path / f"out{'-'.join(flags)}"
+        result = CliRunner().invoke(generate.main, ["--ckpt", str(path), "--n", "4", "--outdir", str(out),
+                                                    "--no-grid", "--device", "cpu", *flags])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return np.stack([np.asarray(Image.open(out / f"seed{s:04d}.png").convert("RGB")) for s in range(4)])
+
+    assert (written() == expected[2]).all()
+    assert (written("--batch", "4") == expected[4]).all() and not (expected[2] == expected[4]).all()
 
 
 def test_sample_bn_reaches_the_network_through_a_config_file(tmp_path):

@@ -26,7 +26,7 @@ from PIL import Image
 
 from nestgan.api import check_sampling, sample, seed_latent, slerp, synthesize
 from nestgan.checkpoint import (ANY_GENERATOR_FILE, EXPORT_DTYPES, export_generator, export_metrics, file_format,
-                                read_generator)
+                                metrics_batch, read_generator)
 from nestgan.cli import user_errors_as_exit
 from nestgan.device import DEVICES, resolve_device
 from nestgan.errors import ConfigError
@@ -88,7 +88,9 @@ def check_targets(outdir: Path, files: list[Path], force: bool) -> None:
               help="Also write their grid, beside --outdir as <outdir>-grid.png.")
 @click.option("--trunc-resample", type=float, metavar="PSI",
               help="BigGAN truncation: redraw z components outside [-PSI, PSI] (not StyleGAN's psi).")
-@click.option("--batch", type=int, default=32, show_default=True, help="Images per generator call.")
+@click.option("--batch", type=click.IntRange(min=1),
+              help="Images per generator call [the checkpoint's metrics_batch: the training batch where G samples with "
+                   "batch statistics; else 64].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--raw", is_flag=True, help="Use the raw generator weights G instead of the EMA G_ema.")
 @click.option("--interpolate", type=str, help="A,B: slerp from seed A's z to seed B's instead of per-seed images.")
@@ -108,7 +110,7 @@ def main(
     outdir: str | None,
     grid: bool,
     trunc_resample: float | None,
-    batch: int,
+    batch: int | None,
     device: str,
     raw: bool,
     interpolate: str | None,
@@ -129,7 +131,6 @@ def main(
         return
     if num is not None and num <= 0:
         raise ConfigError(f"--n must be positive, got {num}")
-    check_sampling(batch, trunc_resample, ("--batch", "--trunc-resample"))
     if gif and not interpolate:
         raise ConfigError("--gif needs --interpolate A,B")
     if interpolate:
@@ -149,7 +150,9 @@ def main(
         names = [f"seed{s:04d}.png" for s in seed_list]
 
     torch_device = resolve_device(device)
-    generator, _, _ = read_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
+    generator, config, _ = read_generator(ckpt, ema=not raw, device=torch_device)  # checks the checkpoint first
+    batch = batch or metrics_batch(config)  # a batch-statistics generator's images depend on it
+    check_sampling(batch, trunc_resample, ("--batch", "--trunc-resample"))
     out = Path(outdir) if outdir else default_outdir(ckpt)
     grid_file = grid_path(out) if grid and not interpolate else None
     check_targets(out, [out / name for name in names] + ([grid_file] if grid_file else []), force)
