@@ -440,6 +440,7 @@ def test_fixed_seed_gives_identical_outputs():
     (dict(deaggregation="bilinear"), "unknown deaggregation"),
     (dict(deaggregation=["conv", "linear"]), "one per level transition \\(1\\)"),
     (dict(deaggregation=["nearest"]), "unknown deaggregation 'nearest'"),
+    (dict(deaggregation=3), "one kind, or one per level transition"),
     (dict(upsample="bicubic"), "unknown upsample"),
     (dict(deaggregation="pixelshuffle", upsample="bilinear"), "conv and linear de-aggregations only"),
     (dict(head="implicit"), "unknown head"),

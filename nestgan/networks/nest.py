@@ -196,8 +196,8 @@ class MappingNetwork(nn.Module):
 class ConvHead(nn.Module):
     """Last map (B, H, W, C) -> RGB (B, 3, H*p, W*p) by convolutions, p = out_patch in {1, 2}: for p = 2 a
     de-aggregation to half the width at full resolution (the linear one in a generator where any level transition
-    uses it, else the conv one), GELU; then conv 3x3 to RGB. Unlike the per-token Linear head, neighbouring output pixels share
-    their inputs, so no pixel patch or block grid is drawn into the image.
+    uses it, else the conv one), GELU; then conv 3x3 to RGB. Unlike the per-token Linear head, neighbouring output
+    pixels share their inputs, so no pixel patch or block grid is drawn into the image.
     """
 
     def __init__(self, dim: int, out_patch: int, upsample: str, style_dim: int = 0,
@@ -268,8 +268,8 @@ class NesTGenerator(nn.Module):
         if init_size % block_size:
             raise ConfigError(f"nest generator: block_size {block_size} does not divide the initial "
                               f"{init_size}x{init_size} map; pick a divisor of init_size")
-        kinds = [deaggregation] * (levels - 1) if isinstance(deaggregation, str) else list(deaggregation)
-        if len(kinds) != levels - 1:
+        kinds = [deaggregation] * (levels - 1) if isinstance(deaggregation, str) else deaggregation
+        if not isinstance(kinds, (list, tuple)) or len(kinds) != levels - 1:
             raise ConfigError(f"nest generator: deaggregation needs one kind, or one per level transition "
                               f"({levels - 1}), got {deaggregation}")
         for kind in kinds:
