@@ -155,6 +155,11 @@ class LinearDeaggregation(nn.Module):
 
 
 DEAGGREGATIONS = ("conv", "linear", "pixelshuffle")
+
+
+def upsampling_deaggregation(kind: str) -> type[ConvDeaggregation | LinearDeaggregation]:
+    """The de-aggregation class of kind "linear", else the conv one (pixelshuffle's generator builds its own)."""
+    return LinearDeaggregation if kind == "linear" else ConvDeaggregation
 UPSAMPLINGS = ("nearest", "bilinear")  # of the conv and linear de-aggregations
 
 
@@ -308,13 +313,11 @@ class NesTGenerator(nn.Module):
         )
         self.deaggregations = nn.ModuleList(
             PixelShuffleDeaggregation(widths[i], widths[i + 1]) if kind == "pixelshuffle"
-            else (LinearDeaggregation if kind == "linear" else ConvDeaggregation)(widths[i], widths[i + 1], upsample,
-                                                                                  style_dim)
+            else upsampling_deaggregation(kind)(widths[i], widths[i + 1], upsample, style_dim)
             for i, kind in enumerate(kinds)
         )
         # pixelshuffle keeps the conv head's conv up-step: its copies would draw the 2x2 patches that head removes
-        head_kind = deaggregation if isinstance(deaggregation, str) else ("linear" if "linear" in kinds else "conv")
-        up = LinearDeaggregation if head_kind == "linear" else ConvDeaggregation
+        up = upsampling_deaggregation("linear" if "linear" in kinds or deaggregation == "linear" else "conv")
         self.out_conv = OutConv(widths[-1]) if out_conv else nn.Identity()
         self.head_norm = AdaptiveLayerNorm(widths[-1], style_dim)
         self.head = (ConvHead(widths[-1], out_patch, upsample, style_dim, up) if head == "conv"
