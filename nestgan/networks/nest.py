@@ -155,12 +155,12 @@ class LinearDeaggregation(nn.Module):
 
 
 DEAGGREGATIONS = ("conv", "linear", "pixelshuffle")
+UPSAMPLINGS = ("nearest", "bilinear")  # of the conv and linear de-aggregations
 
 
 def upsampling_deaggregation(kind: str) -> type[ConvDeaggregation | LinearDeaggregation]:
     """The de-aggregation class of kind "linear", else the conv one (pixelshuffle's generator builds its own)."""
     return LinearDeaggregation if kind == "linear" else ConvDeaggregation
-UPSAMPLINGS = ("nearest", "bilinear")  # of the conv and linear de-aggregations
 
 
 class OutConv(nn.Module):
