@@ -78,4 +78,4 @@ def test_a_config_files_generator_table_over_the_cpu_recipe(tmp_path, table_text
     file.write_text(f"[generator]\n{table_text}\n")
     cfg = load_config({"data": {"name": "celeba"}}, file, cpu_recipe=True)
     assert cfg.generator["widths"] == widths and cfg.generator["mlp_ratio"] == mlp_ratio
-    assert cfg.generator["deaggregation"] == ("linear" if widths == [256, 128, 32] else "conv")
+    assert cfg.generator["deaggregation"] == (["linear", "conv"] if widths == [256, 128, 32] else "conv")

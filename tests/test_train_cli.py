@@ -113,7 +113,7 @@ CPU_RECIPE = {"d": "dcgan", "batch": 32, "r1_gamma": 0.1, "augment": "translatio
               "shared_fakes": True, "metrics": ["fid1k"]}
 SMALL_NEST_64 = {"widths": [256, 128, 64], "depths": [2, 1, 1], "upsample": "bilinear"}  # on nest-64
 LIGHT_NEST_64 = {"widths": [256, 128, 32], "depths": [2, 1, 1], "heads": [4, 4, 1], "upsample": "bilinear",
-                 "border_conv": True, "head": "conv", "deaggregation": "linear", "mlp_ratio": 2.0}  # celeba's
+                 "border_conv": True, "head": "conv", "deaggregation": ["linear", "conv"], "mlp_ratio": 2.0}  # celeba's
 SMALL_NEST_32 = {"widths": [128, 64], "depths": [2, 2], "out_patch": 2, "upsample": "bilinear"}  # shapes' generator
 
 
