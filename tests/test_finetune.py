@@ -213,7 +213,7 @@ def test_dry_run_counts_trainable_parameters():
     result = run_cli("--dry-run", "--data", "celeba", "--device", "cpu", "--finetune-from", "x.pt",
                      "--trainable", "attention", "--freeze-d", "2")
     assert result.exit_code == 0, result.output
-    assert "networks: G nest 5.53M params, 0.60M trainable, D dcgan 2.76M params, 2.63M trainable" in result.stderr
+    assert "networks: G nest 5.57M params, 0.60M trainable, D dcgan 2.76M params, 2.63M trainable" in result.stderr
     assert "networks: G nest 1.13M params, 1.13M trainable" in run_cli("--dry-run").stderr
 
 
